@@ -1,0 +1,5 @@
+"""BuildIt! - the build farm of AOSC OS."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,98 @@
+"""The heartbeat watchdog: requeues the jobs of workers that went silent.
+
+Exactly one server process runs it at a time: the actor holds a PostgreSQL
+session advisory lock on a dedicated connection. When that process dies its
+connection closes, the lock is freed, and another process's watchdog, trying
+every period, takes over.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from buildit import clock
+from buildit.db import Database, dedicated_connection, queries
+from buildit.errors import DatabaseError
+
+log = logging.getLogger(__name__)
+WATCHDOG_LOCK_KEY = 7405846002
+
+
+@dataclass(frozen=True)
+class WatchdogStatistics:
+    leader: bool
+    ticks: int
+    requeued: int
+
+
+class Watchdog:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        timeout: float,
+        period: float,
+        max_lost_attempts: int,
+        on_requeue: Callable[[list[int]], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.timeout = timeout
+        self.period = period
+        self.max_lost_attempts = max_lost_attempts
+        self.on_requeue = on_requeue
+        self.leader = False
+        self.ticks = 0
+        self.requeued = 0
+        self._became_leader = trio.Event()
+
+    def statistics(self) -> WatchdogStatistics:
+        return WatchdogStatistics(leader=self.leader, ticks=self.ticks, requeued=self.requeued)
+
+    async def wait_leader(self) -> None:
+        await self._became_leader.wait()
+
+    async def run(self, *, task_status: trio.TaskStatus[Watchdog] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        task_status.started(self)
+        while True:
+            try:
+                async with dedicated_connection(self.db.dsn) as conn:
+                    while not await conn.fetchval(
+                        "SELECT pg_try_advisory_lock($1)", WATCHDOG_LOCK_KEY
+                    ):
+                        await trio.sleep(self.period)
+                    self.leader = True
+                    self._became_leader.set()
+                    log.info("this process now runs the heartbeat watchdog")
+                    try:
+                        while True:
+                            await self.tick()
+                            await trio.sleep(self.period)
+                            # The lock lives as long as this connection: check it is alive.
+                            await conn.fetchval("SELECT 1")
+                    finally:
+                        self.leader = False
+                        self._became_leader = trio.Event()
+            except DatabaseError:
+                log.warning("watchdog lost its database connection; retrying", exc_info=True)
+                await trio.sleep(self.period)
+
+    async def tick(self) -> list[int]:
+        ids = await self.db.run(
+            queries.requeue_silent,
+            clock.ago(self.timeout),
+            self.max_lost_attempts,
+            clock.now(),
+        )
+        self.ticks += 1
+        if ids:
+            self.requeued += len(ids)
+            log.warning("requeued jobs %s: their workers sent no heartbeat for %g s",
+                        ids, self.timeout)
+            if self.on_requeue:
+                self.on_requeue(ids)
+        return ids

@@ -1,0 +1,127 @@
+"""ASYNCIO-FLAVOURED: the asyncpg side of the trio-asyncio bridge.
+
+Everything in this module runs on the asyncio loop that ``trio_asyncio.open_loop()``
+provides. Trio code never calls it directly: it goes through ``buildit.db.Database``,
+which crosses the bridge once per unit of work (acquire + transaction + queries in
+one coroutine here), so a trio cancellation can never leak a pooled connection.
+
+No fire-and-forget asyncio tasks are started here: an unhandled exception in one
+would tear down the whole loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import orjson
+
+T = TypeVar("T")
+Conn = asyncpg.Connection
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def _init_connection(conn: Conn) -> None:
+    await conn.set_type_codec(
+        "jsonb", encoder=_dumps, decoder=orjson.loads, schema="pg_catalog", format="text"
+    )
+    await conn.set_type_codec(
+        "json", encoder=_dumps, decoder=orjson.loads, schema="pg_catalog", format="text"
+    )
+
+
+async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=30,
+        timeout=5,
+        max_inactive_connection_lifetime=300,
+    )
+
+
+async def run_in_transaction(
+    pool: asyncpg.Pool,
+    fn: Callable[..., Awaitable[T]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    readonly: bool,
+) -> T:
+    async with pool.acquire() as conn:
+        if readonly:
+            return await fn(conn, *args, **kwargs)
+        async with conn.transaction():
+            return await fn(conn, *args, **kwargs)
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    await pool.close()
+
+
+def terminate_pool(pool: asyncpg.Pool) -> None:
+    pool.terminate()
+
+
+def pool_statistics(pool: asyncpg.Pool) -> tuple[int, int, int]:
+    """(size, idle, max size)."""
+    return pool.get_size(), pool.get_idle_size(), pool.get_max_size()
+
+
+async def connect(dsn: str) -> Conn:
+    return await asyncpg.connect(dsn, timeout=5)
+
+
+async def connect_listener(
+    dsn: str,
+    channels: tuple[str, ...],
+    on_notify: Callable[[str, str], None],
+    on_terminate: Callable[[], None],
+) -> Conn:
+    """A dedicated connection that LISTENs; callbacks run on the loop's thread."""
+    conn = await asyncpg.connect(dsn, timeout=5)
+
+    def _callback(_conn: Any, _pid: int, channel: str, payload: str) -> None:
+        on_notify(channel, payload)
+
+    def _terminated(_conn: Any) -> None:
+        on_terminate()
+
+    conn.add_termination_listener(_terminated)
+    for channel in channels:
+        await conn.add_listener(channel, _callback)
+    return conn
+
+
+async def execute(conn: Conn, sql: str, *args: Any) -> Any:
+    return await conn.fetchval(sql, *args)
+
+
+async def close_connection(conn: Conn) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), 2)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        conn.terminate()
+
+
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.TooManyConnectionsError,
+)
+POSTGRES_ERROR = asyncpg.PostgresError
+UNIQUE_VIOLATION = asyncpg.UniqueViolationError
+SERIALIZATION_ERRORS = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+ASYNCIO_CANCELLED = asyncio.CancelledError

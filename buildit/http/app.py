@@ -1,0 +1,94 @@
+"""The quart-trio application: routes, validation, and errors as JSON."""
+
+from __future__ import annotations
+
+import logging
+from pydantic import ValidationError
+from quart import Response, request
+from quart_schema import QuartSchema, RequestSchemaValidationError
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from buildit import __version__
+from buildit.errors import DatabaseError, DatabaseUnavailable, RequestError
+from buildit.http import api, worker_api
+from buildit.http.common import error_response
+from buildit.services import Services
+
+log = logging.getLogger(__name__)
+MAX_BODY = 2 * 1024 * 1024
+
+
+def _describe_validation(error: Exception) -> str:
+    cause = getattr(error, "validation_error", None) or error
+    if isinstance(cause, ValidationError):
+        parts = []
+        for item in cause.errors()[:5]:
+            where = ".".join(str(p) for p in item.get("loc", ())) or "body"
+            parts.append(f"{where}: {item.get('msg', 'invalid')}")
+        return "invalid request: " + "; ".join(parts)
+    if isinstance(cause, TypeError | ValueError):
+        return f"invalid request: {cause}"
+    return "invalid request body"
+
+
+def create_app(services: Services) -> QuartTrio:
+    app = QuartTrio("buildit")
+    app.config["BUILDIT_SERVICES"] = services
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.config["QUART_SCHEMA_CONVERSION_PREFERENCE"] = "pydantic"
+    QuartSchema(
+        app,
+        info={"title": "BuildIt!", "version": __version__},  # type: ignore[arg-type]
+        openapi_path="/api/openapi.json",
+        swagger_ui_path="/api/docs",
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+    )
+    app.register_blueprint(api.bp)
+    app.register_blueprint(worker_api.bp)
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def _validation(error: RequestSchemaValidationError) -> Response:
+        if request.method in ("POST", "PUT") and not request.is_json:
+            return error_response("the request body must be JSON (Content-Type: application/json)",
+                                  415)
+        return error_response(_describe_validation(error), 400)
+
+    @app.errorhandler(RequestError)
+    async def _request_error(error: RequestError) -> Response:
+        return error_response(error.message, error.status, **error.extra)
+
+    @app.errorhandler(DatabaseUnavailable)
+    async def _unavailable(error: DatabaseUnavailable) -> Response:
+        log.warning("answering 503: %s", error)
+        return error_response("the database is unavailable; retry shortly", 503)
+
+    @app.errorhandler(DatabaseError)
+    async def _db_error(error: DatabaseError) -> Response:
+        log.error("database error: %s", error)
+        return error_response("internal database error", 500)
+
+    @app.errorhandler(HTTPException)
+    async def _http(error: HTTPException) -> Response:
+        status = error.code or 500
+        messages = {
+            400: "malformed request (the body could not be read as JSON?)",
+            404: f"no such endpoint: {request.method} {request.path}",
+            405: f"method {request.method} is not allowed on {request.path}",
+            413: f"the request body is larger than {MAX_BODY} bytes",
+            431: "the request headers are too large",
+        }
+        return error_response(messages.get(status, error.description or error.name), status)
+
+    @app.errorhandler(Exception)
+    async def _unexpected(error: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response("internal server error", 500)
+
+    @app.after_request
+    async def _headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    return app

@@ -1,0 +1,150 @@
+"""The composition root of ``buildit serve``.
+
+    trio.run(main)
+    └ trio_asyncio.open_loop()          (the caller's: outermost, outlives every db user)
+      └ embedded PostgreSQL (when no BUILDIT_DATABASE_URL)
+        └ database pool                 closed shielded and time-limited, after its users
+          └ migrations                  before anything serves
+            └ root nursery
+              ├ Supervisor (one_for_one)
+              │  ├ Fleet                 batched heartbeats, who holds a job
+              │  ├ Scheduler × arch      hands jobs to polling workers
+              │  ├ Aggregator            job events -> live subscribers
+              │  ├ Listener              LISTEN/NOTIFY -> wakes and events
+              │  └ Watchdog              requeues jobs of silent workers (advisory lock)
+              └ hypercorn.trio.serve     web UI, webhooks, worker API
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from buildit.actors.aggregator import Aggregator
+from buildit.actors.fleet import Fleet
+from buildit.actors.listener import Listener
+from buildit.actors.scheduler import Scheduler
+from buildit.actors.supervisor import ChildSpec, Supervisor
+from buildit.actors.watchdog import Watchdog
+from buildit.config import ServerConfig
+from buildit.db import Database, open_database
+from buildit.db.embedded import embedded_postgres
+from buildit.db.migrate import migrate
+from buildit.http.app import create_app
+from buildit.services import Services
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    url: str
+    services: Services
+    supervisor: Supervisor
+    watchdog: Watchdog
+    stop: trio.Event
+
+
+@asynccontextmanager
+async def database_for(config: ServerConfig) -> AsyncIterator[Database]:
+    """The configured database, or the embedded one; migrated."""
+    async with AsyncExitStack() as stack:
+        dsn = config.database_url
+        if dsn is None:
+            dsn = await stack.enter_async_context(embedded_postgres(config.data_dir))
+        db = await stack.enter_async_context(open_database(dsn, min_size=2, max_size=20))
+        applied = await migrate(db)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        yield db
+
+
+def _open_tree(config: ServerConfig) -> object | None:
+    path = config.extra.get("BUILDIT_ABBS_PATH")
+    if not path:
+        return None
+    from pathlib import Path
+
+    from buildit.abbs import AbbsTree
+
+    return AbbsTree(Path(path), remote=config.extra.get("BUILDIT_ABBS_REMOTE") or None)
+
+
+def _hypercorn_config(config: ServerConfig) -> HypercornConfig:
+    hconfig = HypercornConfig()
+    host = config.listen_host
+    hconfig.bind = [f"[{host}]:{config.listen_port}" if ":" in host else
+                    f"{host}:{config.listen_port}"]
+    hconfig.accesslog = None
+    hconfig.errorlog = logging.getLogger("hypercorn.error")
+    hconfig.graceful_timeout = 5.0
+    hconfig.keep_alive_timeout = 75.0
+    hconfig.h11_max_incomplete_size = 16 * 1024
+    hconfig.backlog = 2048
+    return hconfig
+
+
+async def run_server(
+    config: ServerConfig,
+    *,
+    stop: trio.Event | None = None,
+    task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run BuildIt until ``stop`` is set. Must run inside ``trio_asyncio.open_loop()``.
+
+    ``task_status.started`` receives a ``RunningServer`` once the server accepts
+    requests (its ``url`` holds the real port when binding port 0).
+    """
+    if stop is None:
+        stop = trio.Event()
+    async with database_for(config) as db:
+        config.log_dir.mkdir(parents=True, exist_ok=True)
+        fleet = Fleet(db)
+        aggregator = Aggregator()
+        services = Services(config=config, db=db, fleet=fleet, aggregator=aggregator)
+        tree = _open_tree(config)
+        if tree is not None:
+            services.tree = tree  # type: ignore[assignment]
+        services.schedulers = {arch: Scheduler(db, arch) for arch in config.archs}
+        listener = Listener(
+            db,
+            on_wake=services.wake,
+            on_wake_all=services.wake_all,
+            on_event=aggregator.publish,
+        )
+        watchdog = Watchdog(
+            db,
+            timeout=config.heartbeat_timeout,
+            period=config.watchdog_period,
+            max_lost_attempts=config.max_lost_attempts,
+        )
+        children = [
+            ChildSpec("fleet", fleet.run),
+            *(ChildSpec(f"scheduler-{a}", s.run) for a, s in services.schedulers.items()),
+            ChildSpec("aggregator", aggregator.run),
+            ChildSpec("listener", listener.run),
+            ChildSpec("watchdog", watchdog.run),
+        ]
+        supervisor = Supervisor(children, max_restarts=10, period=60.0)
+        app = create_app(services)
+        async with trio.open_nursery() as root:
+            await root.start(supervisor.run)
+            binds = await root.start(
+                partial(serve, app, _hypercorn_config(config), shutdown_trigger=stop.wait)
+            )
+            url = binds[0].replace("0.0.0.0", "127.0.0.1")  # noqa: S104
+            log.info("BuildIt listening on %s", url)
+            task_status.started(
+                RunningServer(url=url, services=services, supervisor=supervisor,
+                              watchdog=watchdog, stop=stop)
+            )
+            await stop.wait()
+            log.info("shutting down")
+            await supervisor.shutdown(grace=5.0)
