@@ -121,7 +121,9 @@ def _github_login(value: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="buildit", description="BuildIt! - the AOSC OS build farm")
+    parser = argparse.ArgumentParser(
+        prog="buildit", description="BuildIt! - the AOSC OS build farm"
+    )
     parser.add_argument("--version", action="version", version=f"buildit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

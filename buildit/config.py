@@ -90,6 +90,19 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         str(64 * 1024 * 1024),
     ),
     Setting(
+        "BUILDIT_ABBS_PATH",
+        "A git repository of the packages tree (aosc-os-abbs) the server reads: branches "
+        "are resolved to commits, packages and groups checked, archs and build "
+        "requirements derived. Unset: pipelines must name git_sha and archs.",
+        None,
+    ),
+    Setting(
+        "BUILDIT_ABBS_REMOTE",
+        "The remote the packages tree fetches branches from (URL or path). Unset: the "
+        "branches already in BUILDIT_ABBS_PATH are used.",
+        None,
+    ),
+    Setting(
         "BUILDIT_CONFIG",
         "Optional TOML file with the same settings (lower-case, without BUILDIT_).",
         None,
@@ -154,6 +167,8 @@ class ServerConfig:
     max_lost_attempts: int = 3
     log_max_bytes: int = 64 * 1024 * 1024
     # Settings of other front ends live in `extra` until they have their own fields.
+    abbs_path: Path | None = None
+    abbs_remote: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -248,6 +263,9 @@ def load_server_config(
         log_max_bytes=_positive_int(
             "BUILDIT_LOG_MAX_BYTES", get("BUILDIT_LOG_MAX_BYTES", str(64 * 1024 * 1024))
         ),
+        abbs_path=Path(env["BUILDIT_ABBS_PATH"]).expanduser() if env.get("BUILDIT_ABBS_PATH")
+        else None,
+        abbs_remote=env.get("BUILDIT_ABBS_REMOTE") or None,
         extra={k: v for k, v in env.items() if k.startswith("BUILDIT_")},
     )
 

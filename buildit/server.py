@@ -8,7 +8,7 @@
             └ root nursery
               ├ Supervisor (one_for_one)
               │  ├ Fleet                 batched heartbeats, who holds a job
-              │  ├ Scheduler × arch      hands jobs to polling workers
+              │  ├ Scheduler per arch     hands jobs to polling workers
               │  ├ Aggregator            job events -> live subscribers
               │  ├ Listener              LISTEN/NOTIFY -> wakes and events
               │  └ Watchdog              requeues jobs of silent workers (advisory lock)
@@ -27,6 +27,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from buildit.abbs import AbbsTree
 from buildit.actors.aggregator import Aggregator
 from buildit.actors.fleet import Fleet
 from buildit.actors.listener import Listener
@@ -66,15 +67,10 @@ async def database_for(config: ServerConfig) -> AsyncIterator[Database]:
         yield db
 
 
-def _open_tree(config: ServerConfig) -> object | None:
-    path = config.extra.get("BUILDIT_ABBS_PATH")
-    if not path:
+def _open_tree(config: ServerConfig) -> AbbsTree | None:
+    if config.abbs_path is None:
         return None
-    from pathlib import Path
-
-    from buildit.abbs import AbbsTree
-
-    return AbbsTree(Path(path), remote=config.extra.get("BUILDIT_ABBS_REMOTE") or None)
+    return AbbsTree(config.abbs_path, remote=config.abbs_remote)
 
 
 def _hypercorn_config(config: ServerConfig) -> HypercornConfig:
@@ -109,9 +105,7 @@ async def run_server(
         fleet = Fleet(db)
         aggregator = Aggregator()
         services = Services(config=config, db=db, fleet=fleet, aggregator=aggregator)
-        tree = _open_tree(config)
-        if tree is not None:
-            services.tree = tree  # type: ignore[assignment]
+        services.tree = _open_tree(config)
         services.schedulers = {arch: Scheduler(db, arch) for arch in config.archs}
         listener = Listener(
             db,

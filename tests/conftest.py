@@ -58,13 +58,14 @@ def _start_session_postgres(tmp: Path) -> tuple[str, subprocess.Popen[bytes]]:
     subprocess.run(
         [str(bindir / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres",
          "--no-sync", "--no-instructions"],
-        check=True, capture_output=True, user=user,
+        check=True, capture_output=True, **embedded.as_user(user),
     )
     port = embedded._free_port()
     proc = subprocess.Popen(
         [str(bindir / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port),
          "-k", str(pgdata), "-c", "fsync=off", "-c", "max_connections=300"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=user,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        **embedded.as_user(user),
     )
     deadline = time.monotonic() + 60
     while not _port_open("127.0.0.1", port):

@@ -134,7 +134,7 @@ class Supervisor:
     def _count_restart(self, name: str, cause: Exception | None) -> None:
         now = trio.current_time()
         self._restart_times.append(now)
-        while self._restart_times and self._restart_times[0] < now - self.period:
+        while self._restart_times and self._restart_times[0] <= now - self.period:
             self._restart_times.popleft()
         if len(self._restart_times) > self.max_restarts:
             raise SupervisorGaveUp(

@@ -99,7 +99,9 @@ class Database:
 
 
 @asynccontextmanager
-async def open_database(dsn: str, *, min_size: int = 2, max_size: int = 10) -> AsyncIterator[Database]:
+async def open_database(
+    dsn: str, *, min_size: int = 2, max_size: int = 10
+) -> AsyncIterator[Database]:
     """Open a pool; must run inside ``trio_asyncio.open_loop()``.
 
     The pool is closed after the body (whose nurseries must have exited), shielded

@@ -87,8 +87,8 @@ async def connect_listener(
     """A dedicated connection that LISTENs; callbacks run on the loop's thread."""
     conn = await asyncpg.connect(dsn, timeout=5)
 
-    def _callback(_conn: Any, _pid: int, channel: str, payload: str) -> None:
-        on_notify(channel, payload)
+    def _callback(_conn: Any, _pid: int, channel: str, payload: object) -> None:
+        on_notify(channel, str(payload))
 
     def _terminated(_conn: Any) -> None:
         on_terminate()
@@ -106,7 +106,7 @@ async def execute(conn: Conn, sql: str, *args: Any) -> Any:
 async def close_connection(conn: Conn) -> None:
     try:
         await asyncio.wait_for(conn.close(), 2)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
         conn.terminate()
 
 

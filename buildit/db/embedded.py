@@ -9,6 +9,7 @@ server is started as our child and stopped when we exit. When we run as root
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import pwd
@@ -20,6 +21,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -33,12 +35,12 @@ SYSTEM_USER = "buildit-postgres"
 def find_binaries() -> Path:
     """The directory holding ``initdb`` and ``postgres``."""
     candidates: list[Path] = []
-    try:
-        from pgserver._commands import POSTGRES_BIN_PATH
-
-        candidates.append(Path(POSTGRES_BIN_PATH))
-    except Exception:  # noqa: S110 - pgserver absent or broken: try the others
-        pass
+    # pgserver ships the binaries in its package folder; find them without importing
+    # it (its import has side effects we do not want).
+    spec = importlib.util.find_spec("pgserver")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidates.append(Path(location) / "pginstall" / "bin")
     initdb = shutil.which("initdb")
     if initdb:
         candidates.append(Path(initdb).resolve().parent)
@@ -108,9 +110,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def as_user(user: str | None) -> dict[str, Any]:
+    """Popen arguments that run a child as ``user`` (its own group, no root groups)."""
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
 async def _run(cmd: list[str], user: str | None) -> None:
     result = await trio.run_process(cmd, capture_stdout=True, capture_stderr=True, check=False,
-                                    user=user)
+                                    **as_user(user))
     if result.returncode != 0:
         raise EmbeddedDatabaseError(
             f"{Path(cmd[0]).name} failed ({result.returncode}): "
@@ -159,8 +169,8 @@ async def embedded_postgres(data_dir: Path) -> AsyncIterator[str]:
          "-k", str(pgdata), "-c", "max_connections=200", "-c", "fsync=on"],
         stdout=logfile,
         stderr=logfile,
-        user=user,
         start_new_session=True,
+        **as_user(user),
     )
     try:
         with trio.fail_after(60):

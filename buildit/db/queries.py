@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -199,7 +199,7 @@ async def worker_keys_holding_jobs(conn: Conn) -> set[tuple[str, str]]:
 class NewJob:
     arch: str
     packages: str
-    requirements: domain.Requirements = domain.Requirements()
+    requirements: domain.Requirements = field(default_factory=domain.Requirements)
 
 
 @dataclass(frozen=True)
@@ -406,7 +406,8 @@ async def _requeue(
             r["attempt"],
             now,
         )
-    for sched_arch in sorted({domain.scheduler_arch(r["arch"]) for r in rows if r["status"] == "created"}):
+    requeued = {domain.scheduler_arch(r["arch"]) for r in rows if r["status"] == "created"}
+    for sched_arch in sorted(requeued):
         await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, sched_arch)
     for pipeline_id in sorted({r["pipeline_id"] for r in rows if r["status"] == "error"}):
         await refresh_pipeline_status(conn, pipeline_id, now)

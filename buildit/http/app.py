@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+
 from pydantic import ValidationError
 from quart import Response, request
 from quart_schema import QuartSchema, RequestSchemaValidationError
@@ -10,6 +11,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from buildit import __version__
+from buildit.abbs import AbbsError
 from buildit.errors import DatabaseError, DatabaseUnavailable, RequestError
 from buildit.http import api, worker_api
 from buildit.http.common import error_response
@@ -58,6 +60,11 @@ def create_app(services: Services) -> QuartTrio:
     @app.errorhandler(RequestError)
     async def _request_error(error: RequestError) -> Response:
         return error_response(error.message, error.status, **error.extra)
+
+    @app.errorhandler(AbbsError)
+    async def _tree_error(error: AbbsError) -> Response:
+        log.error("packages tree error: %s", error)
+        return error_response(f"the packages tree could not be read: {error}", 502)
 
     @app.errorhandler(DatabaseUnavailable)
     async def _unavailable(error: DatabaseUnavailable) -> Response:

@@ -265,6 +265,8 @@ async def release(data: ReleaseRequest) -> Response:
     token = data.attempt_token
     if token is None:
         token = await svc.db.read(queries.current_token, data.job_id)
+    if token is None:
+        raise Conflict(f"job {data.job_id} is no longer assigned to this worker")
     released = await svc.db.run(queries.release_claim, data.job_id, token, clock.now())
     svc.fleet.set_holding((data.hostname, data.arch), False)
     if not released:
