@@ -11,7 +11,8 @@
               │  ├ Scheduler per arch     hands jobs to polling workers
               │  ├ Aggregator            job events -> live subscribers
               │  ├ Listener              LISTEN/NOTIFY -> wakes and events
-              │  └ Watchdog              requeues jobs of silent workers (advisory lock)
+              │  ├ Watchdog              requeues jobs of silent workers (advisory lock)
+              │  └ Notifier              delivers the outbox to GitHub / Telegram
               └ hypercorn.trio.serve     web UI, webhooks, worker API
 """
 
@@ -31,6 +32,7 @@ from buildit.abbs import AbbsTree
 from buildit.actors.aggregator import Aggregator
 from buildit.actors.fleet import Fleet
 from buildit.actors.listener import Listener
+from buildit.actors.notifier import Deliverer, Notifier
 from buildit.actors.scheduler import Scheduler
 from buildit.actors.supervisor import ChildSpec, Supervisor
 from buildit.actors.watchdog import Watchdog
@@ -107,11 +109,16 @@ async def run_server(
         services = Services(config=config, db=db, fleet=fleet, aggregator=aggregator)
         services.tree = _open_tree(config)
         services.schedulers = {arch: Scheduler(db, arch) for arch in config.archs}
+        # Front ends that send notifications add a deliverer per outbox channel here.
+        deliverers: dict[str, Deliverer] = {}
+        notifier = Notifier(db, deliverers)
+        services.notifier = notifier
         listener = Listener(
             db,
             on_wake=services.wake,
             on_wake_all=services.wake_all,
             on_event=aggregator.publish,
+            on_outbox=notifier.wake,
         )
         watchdog = Watchdog(
             db,
@@ -125,6 +132,7 @@ async def run_server(
             ChildSpec("aggregator", aggregator.run),
             ChildSpec("listener", listener.run),
             ChildSpec("watchdog", watchdog.run),
+            ChildSpec("notifier", notifier.run),
         ]
         supervisor = Supervisor(children, max_restarts=10, period=60.0)
         app = create_app(services)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from buildit import clock, domain
 from buildit.actors.aggregator import Aggregator
 from buildit.actors.fleet import Fleet
+from buildit.actors.notifier import Notifier
 from buildit.actors.scheduler import Scheduler
 from buildit.config import ServerConfig
 from buildit.db import Database, queries
@@ -53,6 +54,7 @@ class Services:
     aggregator: Aggregator
     schedulers: dict[str, Scheduler] = field(default_factory=dict)
     tree: AbbsTree | None = None
+    notifier: Notifier | None = None
 
     def wake(self, job_arch: str) -> None:
         scheduler = self.schedulers.get(domain.scheduler_arch(job_arch))

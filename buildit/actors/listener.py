@@ -30,16 +30,20 @@ class Listener:
         on_wake: Callable[[str], None],
         on_wake_all: Callable[[], None],
         on_event: Callable[[dict[str, object]], None],
+        on_outbox: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
         self.on_wake = on_wake
         self.on_wake_all = on_wake_all
         self.on_event = on_event
+        self.on_outbox = on_outbox
         self.connected = False
 
     def _notify(self, channel: str, payload: str) -> None:
         if channel == queries.WAKE_CHANNEL:
             self.on_wake(payload)
+        elif channel == queries.OUTBOX_CHANNEL:
+            self.on_outbox()
         elif channel == queries.EVENT_CHANNEL:
             try:
                 self.on_event(orjson.loads(payload))
@@ -53,11 +57,12 @@ class Listener:
         while True:
             try:
                 async with listen(
-                    self.db.dsn, (queries.WAKE_CHANNEL, queries.EVENT_CHANNEL), self._notify
+                    self.db.dsn, (queries.WAKE_CHANNEL, queries.EVENT_CHANNEL, queries.OUTBOX_CHANNEL), self._notify
                 ) as lost:
                     self.connected = True
                     backoff = 0.5
                     self.on_wake_all()
+                    self.on_outbox()
                     if not started:
                         task_status.started(self)
                         started = True

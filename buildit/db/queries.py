@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from buildit import domain
+from buildit.db import notifications
 from buildit.errors import Conflict, NotFound, Unprocessable
 
 Conn = Any  # asyncpg.Connection; typed loosely so trio modules need not import asyncpg
@@ -261,6 +262,7 @@ async def create_pipeline(
     )
     for sched_arch in sorted({domain.scheduler_arch(j.arch) for j in jobs}):
         await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, sched_arch)
+    await _emit_events(conn, [(r["id"], pipeline_id, "created", "created") for r in rows], now)
     return CreatedPipeline(id=pipeline_id, jobs={r["arch"]: r["id"] for r in rows})
 
 
@@ -310,17 +312,23 @@ async def cancel_pipeline(conn: Conn, pipeline_id: int, by: str, now: datetime) 
                 now,
             )
     await refresh_pipeline_status(conn, pipeline_id, now)
-    await _emit_events(conn, [(r["id"], pipeline_id, "error") for r in rows])
+    await _emit_events(conn, [(r["id"], pipeline_id, "error", "cancelled") for r in rows], now)
     return [r["id"] for r in rows]
 
 
-async def _emit_events(conn: Conn, events: Sequence[tuple[int, int, str]]) -> None:
-    for job_id, pipeline_id, status in events:
+async def _emit_events(
+    conn: Conn, events: Sequence[tuple[int, int, str, str]], now: datetime
+) -> None:
+    """(job, pipeline, status, event): NOTIFY live followers and queue notifications."""
+    for job_id, pipeline_id, status, _event in events:
         await conn.execute(
             "SELECT pg_notify($1, $2)",
             EVENT_CHANNEL,
             f'{{"job":{job_id},"pipeline":{pipeline_id},"status":"{status}"}}',
         )
+    await notifications.job_changed(
+        conn, [notifications.JobChange(j, p, s, e) for j, p, s, e in events], now
+    )
 
 
 # ---------------------------------------------------------------- jobs
@@ -411,7 +419,9 @@ async def _requeue(
         await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, sched_arch)
     for pipeline_id in sorted({r["pipeline_id"] for r in rows if r["status"] == "error"}):
         await refresh_pipeline_status(conn, pipeline_id, now)
-    await _emit_events(conn, [(r["id"], r["pipeline_id"], r["status"]) for r in rows])
+    await _emit_events(
+        conn, [(r["id"], r["pipeline_id"], r["status"], "requeued") for r in rows], now
+    )
     return [r["id"] for r in rows]
 
 
@@ -465,7 +475,7 @@ async def claim_job(
     pipeline = await conn.fetchrow(
         "SELECT git_branch, git_sha, options FROM pipelines WHERE id = $1", row["pipeline_id"]
     )
-    await _emit_events(conn, [(row["id"], row["pipeline_id"], "running")])
+    await _emit_events(conn, [(row["id"], row["pipeline_id"], "running", "started")], now)
     return ClaimedJob(
         job_id=row["id"],
         pipeline_id=row["pipeline_id"],
@@ -500,7 +510,7 @@ async def release_claim(conn: Conn, job_id: int, token: str, now: datetime) -> b
     await conn.execute(
         "SELECT pg_notify($1, $2)", WAKE_CHANNEL, domain.scheduler_arch(row["arch"])
     )
-    await _emit_events(conn, [(job_id, row["pipeline_id"], "created")])
+    await _emit_events(conn, [(job_id, row["pipeline_id"], "created", "handed_back")], now)
     return True
 
 
@@ -645,7 +655,7 @@ async def report_result(
     if job["git_branch"] == "stable":
         await _record_packages(conn, job_id, job["arch"], job["packages"], result, now)
     pipeline_status = await refresh_pipeline_status(conn, job["pipeline_id"], now)
-    await _emit_events(conn, [(job_id, job["pipeline_id"], status)])
+    await _emit_events(conn, [(job_id, job["pipeline_id"], status, "finished")], now)
     return ResultOutcome(job_id, job["pipeline_id"], status, pipeline_status, duplicate=False)
 
 
@@ -724,7 +734,7 @@ async def restart_job(conn: Conn, job_id: int, now: datetime) -> tuple[int, str]
     await conn.execute(
         "SELECT pg_notify($1, $2)", WAKE_CHANNEL, domain.scheduler_arch(row["arch"])
     )
-    await _emit_events(conn, [(job_id, row["pipeline_id"], "created")])
+    await _emit_events(conn, [(job_id, row["pipeline_id"], "created", "restarted")], now)
     return row["pipeline_id"], row["arch"]
 
 
@@ -791,6 +801,123 @@ async def job_brief(conn: Conn, job_id: int) -> dict[str, Any] | None:
         "SELECT id, pipeline_id, arch, status, attempt FROM jobs WHERE id = $1", job_id
     )
     return dict(row) if row else None
+
+
+# ---------------------------------------------------------------- outbox
+
+OUTBOX_CHANNEL = "buildit_outbox"
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    channel: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    ordering_key: str | None
+
+
+async def enqueue(
+    conn: Conn,
+    *,
+    channel: str,
+    kind: str,
+    payload: dict[str, Any],
+    now: datetime,
+    dedup_key: str | None = None,
+    ordering_key: str | None = None,
+) -> int | None:
+    """Add a notification in the caller's transaction; None when ``dedup_key`` was seen."""
+    outbox_id: int | None = await conn.fetchval(
+        """INSERT INTO outbox (channel, kind, payload, dedup_key, ordering_key, created_at,
+                next_attempt_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $6)
+           ON CONFLICT (dedup_key) DO NOTHING RETURNING id""",
+        channel,
+        kind,
+        payload,
+        dedup_key,
+        ordering_key,
+        now,
+    )
+    if outbox_id is not None:
+        await conn.execute("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, channel)
+    return outbox_id
+
+
+async def lease_outbox(
+    conn: Conn, channels: Sequence[str], now: datetime, lease_until: datetime, limit: int
+) -> list[OutboxItem]:
+    """Take due notifications for delivery; each is leased until ``lease_until``.
+
+    Only the oldest undelivered row of each ordering key is due, so notifications to
+    one target arrive in order.
+    """
+    rows = await conn.fetch(
+        """WITH due AS (
+               SELECT o.id FROM outbox o
+               WHERE o.delivered_at IS NULL AND o.failed_at IS NULL
+                 AND o.next_attempt_at <= $2 AND o.channel = ANY($1::text[])
+                 AND (o.ordering_key IS NULL OR NOT EXISTS (
+                       SELECT 1 FROM outbox p
+                       WHERE p.ordering_key = o.ordering_key AND p.id < o.id
+                         AND p.delivered_at IS NULL AND p.failed_at IS NULL))
+               ORDER BY o.next_attempt_at, o.id
+               LIMIT $4
+               FOR UPDATE SKIP LOCKED)
+           UPDATE outbox o SET next_attempt_at = $3, attempts = o.attempts + 1
+           FROM due WHERE o.id = due.id
+           RETURNING o.id, o.channel, o.kind, o.payload, o.attempts, o.ordering_key""",
+        list(channels),
+        now,
+        lease_until,
+        limit,
+    )
+    return [
+        OutboxItem(r["id"], r["channel"], r["kind"], r["payload"], r["attempts"],
+                   r["ordering_key"])
+        for r in rows
+    ]
+
+
+async def outbox_delivered(conn: Conn, outbox_id: int, result: Any, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE outbox SET delivered_at = $2, result = $3, last_error = NULL WHERE id = $1",
+        outbox_id,
+        now,
+        result,
+    )
+
+
+async def outbox_retry(conn: Conn, outbox_id: int, error: str, at: datetime) -> None:
+    await conn.execute(
+        "UPDATE outbox SET next_attempt_at = $2, last_error = $3 WHERE id = $1",
+        outbox_id,
+        at,
+        error[:2000],
+    )
+
+
+async def outbox_failed(conn: Conn, outbox_id: int, error: str, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE outbox SET failed_at = $2, last_error = $3 WHERE id = $1",
+        outbox_id,
+        now,
+        error[:2000],
+    )
+
+
+async def outbox_backlog(conn: Conn) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL"
+    )
+    return count
+
+
+async def outbox_rows(conn: Conn) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT * FROM outbox ORDER BY id")
+    return [dict(r) for r in rows]
 
 
 # ---------------------------------------------------------------- read API

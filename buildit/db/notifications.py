@@ -1,0 +1,32 @@
+"""ASYNCIO-FLAVOURED: which notifications a job change puts in the outbox.
+
+``job_changed`` runs inside the transaction of every job change (created, started,
+finished, requeued, cancelled, restarted, handed back), so a notification is stored
+exactly when the change commits. Each front end that notifies adds its producer
+below; a producer looks at the pipeline (``github_pr``, ``telegram_chat_id``, ...)
+and enqueues rows with ``queries.enqueue`` when they concern it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+Conn = Any
+
+
+@dataclass(frozen=True)
+class JobChange:
+    job_id: int
+    pipeline_id: int
+    status: str  # the job's status after the change
+    event: str  # created | started | finished | requeued | cancelled | restarted | handed_back
+
+
+async def job_changed(conn: Conn, changes: Sequence[JobChange], now: datetime) -> None:
+    """Queue the notifications these committed-together job changes cause."""
+    # Front ends add their producers here, e.g.
+    #   await github_notifications(conn, changes, now)
+    return None
