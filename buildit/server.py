@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import trio
+from quart import Blueprint
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
@@ -135,7 +136,9 @@ async def run_server(
             ChildSpec("notifier", notifier.run),
         ]
         supervisor = Supervisor(children, max_restarts=10, period=60.0)
-        app = create_app(services)
+        # Front ends with routes of their own (webhooks, web UI) add blueprints here.
+        blueprints: list[Blueprint] = []
+        app = create_app(services, blueprints)
         async with trio.open_nursery() as root:
             await root.start(supervisor.run)
             binds = await root.start(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from pydantic import ValidationError
-from quart import Response, request
+from quart import Blueprint, Response, request
 from quart_schema import QuartSchema, RequestSchemaValidationError
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -34,7 +35,7 @@ def _describe_validation(error: Exception) -> str:
     return "invalid request body"
 
 
-def create_app(services: Services) -> QuartTrio:
+def create_app(services: Services, extra_blueprints: Sequence[Blueprint] = ()) -> QuartTrio:
     app = QuartTrio("buildit")
     app.config["BUILDIT_SERVICES"] = services
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
@@ -49,6 +50,8 @@ def create_app(services: Services) -> QuartTrio:
     )
     app.register_blueprint(api.bp)
     app.register_blueprint(worker_api.bp)
+    for blueprint in extra_blueprints:
+        app.register_blueprint(blueprint)
 
     @app.errorhandler(RequestSchemaValidationError)
     async def _validation(error: RequestSchemaValidationError) -> Response:
