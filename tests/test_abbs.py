@@ -230,6 +230,22 @@ def test_envreq_problems_are_reported_not_fatal() -> None:
     ]
 
 
+def test_envreq_zero_is_no_minimum_and_too_large_is_reported() -> None:
+    # The jobs table holds minimums > 0 in int4 (cores) and int8 (bytes) columns.
+    assert parse_envreq("core=0 total_mem=0 total_mem_per_core=0 disk=0") == (Requirements(), [])
+    assert parse_envreq("core=2147483647 core=0.5") == (Requirements(min_cores=2**31 - 1), [])
+    requirements, problems = parse_envreq(
+        "core=2147483648 total_mem=1e10 total_mem_per_core=1e308 disk=1e10 disk=5"
+    )
+    assert requirements == Requirements(min_disk=5 * GB)
+    assert problems == [
+        "core='2147483648' is too large",
+        "total_mem='1e10' is too large",
+        "total_mem_per_core='1e308' is too large",
+        "disk='1e10' is too large",
+    ]
+
+
 def test_max_requirements_is_fieldwise() -> None:
     combined = max_requirements([
         Requirements(min_cores=4, min_disk=5),

@@ -191,13 +191,23 @@ def parse_fail_arch(expr: str) -> FailArch:
 
 _GIB = 2**30
 _GB = 10**9
+_INT4_MAX = 2**31 - 1
+_INT8_MAX = 2**63 - 1
+# key -> (unit, whole number?, largest value the jobs table holds)
+_ENVREQ_KEYS: Mapping[str, tuple[int, bool, float]] = {
+    "core": (1, True, _INT4_MAX),
+    "total_mem": (_GIB, True, _INT8_MAX),
+    "total_mem_per_core": (_GIB, False, math.inf),
+    "disk": (_GB, True, _INT8_MAX),
+}
 
 
 def parse_envreq(value: str) -> tuple[Requirements, list[str]]:
     """``"core=16 total_mem=32 disk=100"`` -> requirements, and problems found.
 
     Keys: ``core`` (cores), ``total_mem`` and ``total_mem_per_core`` (GiB), ``disk``
-    (GB, 10^9 bytes). Unknown keys and bad values are reported, not fatal.
+    (GB, 10^9 bytes). A key given twice takes the larger value; 0 is no minimum.
+    Unknown keys and bad or too large values are reported, not fatal.
     """
     found: dict[str, float] = {}
     problems: list[str] = []
@@ -206,9 +216,10 @@ def parse_envreq(value: str) -> tuple[Requirements, list[str]]:
         if not eq:
             problems.append(f"{item!r} is not key=value")
             continue
-        if key not in ("core", "total_mem", "total_mem_per_core", "disk"):
+        if key not in _ENVREQ_KEYS:
             problems.append(f"unknown key {key!r}")
             continue
+        unit, whole, maximum = _ENVREQ_KEYS[key]
         try:
             number = float(raw)
         except ValueError:
@@ -216,16 +227,23 @@ def parse_envreq(value: str) -> tuple[Requirements, list[str]]:
         if not math.isfinite(number) or number < 0:
             problems.append(f"{key}={raw!r} is not a non-negative number")
             continue
-        found[key] = max(found.get(key, 0.0), number)
-    cores = found.get("core")
-    mem = found.get("total_mem")
-    per_core = found.get("total_mem_per_core")
-    disk = found.get("disk")
+        scaled = number * unit
+        if math.isfinite(scaled) and whole:
+            scaled = math.ceil(scaled)
+        if not math.isfinite(scaled) or scaled > maximum:
+            problems.append(f"{key}={raw!r} is too large")
+            continue
+        found[key] = max(found.get(key, 0), scaled)
+
+    def minimum(key: str) -> float | None:
+        return found.get(key) or None  # 0: no minimum (the jobs table wants > 0)
+
+    cores, mem, disk = minimum("core"), minimum("total_mem"), minimum("disk")
     requirements = Requirements(
-        min_cores=math.ceil(cores) if cores is not None else None,
-        min_total_mem=math.ceil(mem * _GIB) if mem is not None else None,
-        min_total_mem_per_core=per_core * _GIB if per_core is not None else None,
-        min_disk=math.ceil(disk * _GB) if disk is not None else None,
+        min_cores=int(cores) if cores is not None else None,
+        min_total_mem=int(mem) if mem is not None else None,
+        min_total_mem_per_core=minimum("total_mem_per_core"),
+        min_disk=int(disk) if disk is not None else None,
     )
     return requirements, problems
 
