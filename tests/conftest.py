@@ -26,6 +26,7 @@ import asyncpg
 import httpx
 import pytest
 import trio
+import trio.testing
 import trio_asyncio
 
 from buildit.config import ServerConfig
@@ -131,6 +132,22 @@ def database_url(pg_admin_dsn: str, template_db: str) -> Iterator[str]:
         yield pg_admin_dsn + name
     finally:
         asyncio.run(_admin(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def virtual_clock() -> trio.testing.MockClock:
+    """Trio's virtual clock for tests that also do real I/O (PostgreSQL, HTTP).
+
+    The clock jumps only once every task has waited 20 ms of real time, so a database
+    round trip is not mistaken for idleness; run ``ticker`` beside the code under test
+    to bound any jump to one virtual second.
+    """
+    return trio.testing.MockClock(autojump_threshold=0.02)
+
+
+async def ticker() -> None:
+    while True:
+        await trio.sleep(1)
 
 
 @pytest.fixture

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
-import pytest
 import trio
 import trio.testing
 
 from buildit import clock
 from buildit.actors.notifier import Delivered, GiveUp, Notifier, Outcome, Retry
 from buildit.db import queries
-
-
-@pytest.fixture
-def virtual_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0.005)
-
-
-async def ticker() -> None:
-    while True:
-        await trio.sleep(1)
+from tests.conftest import ticker
 
 
 class FakeTarget:
@@ -74,7 +65,7 @@ async def test_retries_honour_retry_after_then_backoff(
     times = [t - start for t, _, _ in target.calls]
     assert [a for _, _, a in target.calls] == [1, 2, 3, 4]
     # 30 s from Retry-After, then backoff 2 * 2**(n-1): 4 s, 8 s (poll/ticker slack <= 2 s)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert 30 <= gaps[0] <= 32 and 4 <= gaps[1] <= 6 and 8 <= gaps[2] <= 10, gaps
     rows = await db.read(queries.outbox_rows)
     assert len(rows) == 1 and rows[0]["delivered_at"] is not None

@@ -41,8 +41,10 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
-        command_timeout=30,
-        timeout=5,
+        # No command_timeout: asyncio timers run on trio's clock (virtual in tests);
+        # callers put deadlines on their work with trio.fail_after instead.
+        command_timeout=None,
+        timeout=10,
         max_inactive_connection_lifetime=300,
     )
 
