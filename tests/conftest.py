@@ -46,34 +46,53 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-def _start_session_postgres(tmp: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    from buildit.db import embedded
+class LocalPostgres:
+    """A PostgreSQL server of the test's own, which it may stop and start again."""
 
-    bindir = embedded.find_binaries()
-    user = embedded._system_user()
-    pgdata = tmp / "pgdata"
-    pgdata.mkdir(mode=0o700)
-    if user:
-        embedded._make_reachable(tmp, user)
-        embedded._make_reachable(pgdata, user)
-    subprocess.run(
-        [str(bindir / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres",
-         "--no-sync", "--no-instructions"],
-        check=True, capture_output=True, **embedded.as_user(user),
-    )
-    port = embedded._free_port()
-    proc = subprocess.Popen(
-        [str(bindir / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port),
-         "-k", str(pgdata), "-c", "fsync=off", "-c", "max_connections=300"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        **embedded.as_user(user),
-    )
-    deadline = time.monotonic() + 60
-    while not _port_open("127.0.0.1", port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the session PostgreSQL did not start")
-        time.sleep(0.1)
-    return f"postgresql://postgres@127.0.0.1:{port}/", proc
+    def __init__(self, tmp: Path) -> None:
+        from buildit.db import embedded
+
+        self.bindir = embedded.find_binaries()
+        self.user = embedded._system_user()
+        self.pgdata = tmp / "pgdata"
+        self.port = embedded._free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.pgdata.mkdir(mode=0o700)
+        if self.user:
+            embedded._make_reachable(tmp, self.user)
+            embedded._make_reachable(self.pgdata, self.user)
+        subprocess.run(
+            [str(self.bindir / "initdb"), "-D", str(self.pgdata), "--auth=trust", "-U",
+             "postgres", "--no-sync", "--no-instructions"],
+            check=True, capture_output=True, **embedded.as_user(self.user),
+        )
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/"
+
+    def start(self) -> None:
+        from buildit.db import embedded
+
+        self.proc = subprocess.Popen(
+            [str(self.bindir / "postgres"), "-D", str(self.pgdata), "-h", "127.0.0.1",
+             "-p", str(self.port), "-k", str(self.pgdata), "-c", "fsync=off",
+             "-c", "max_connections=300"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            **embedded.as_user(self.user),
+        )
+        deadline = time.monotonic() + 60
+        while not _port_open("127.0.0.1", self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the test PostgreSQL did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            self.proc.wait(30)
+        self.proc = None
 
 
 @pytest.fixture(scope="session")
@@ -87,12 +106,12 @@ def pg_admin_dsn() -> Iterator[str]:
         yield "postgresql://postgres@127.0.0.1:5432/"
         return
     tmp = Path(tempfile.mkdtemp(prefix="buildit-pg-"))
-    dsn, proc = _start_session_postgres(tmp)
+    local = LocalPostgres(tmp)
+    local.start()
     try:
-        yield dsn
+        yield local.dsn
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(30)
+        local.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

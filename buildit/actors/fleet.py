@@ -81,7 +81,10 @@ class Fleet:
 
     async def run(self, *, task_status: trio.TaskStatus[Fleet] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        self._holders = await self.db.read(queries.worker_keys_holding_jobs)
+        try:
+            self._holders = await self.db.read(queries.worker_keys_holding_jobs)
+        except DatabaseError:
+            log.warning("cannot read which workers hold jobs yet; will retry at the next flush")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._collect)
             task_status.started(self)

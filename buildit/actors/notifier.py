@@ -141,6 +141,13 @@ class Notifier:
                 log.warning("delivering outbox %d (%s) raised", item.id, item.kind,
                             exc_info=True)
                 outcome = Retry(f"{exc.__class__.__name__}: {exc}")
+        try:
+            await self._record(item, outcome)
+        except DatabaseError:
+            # The lease expires and the row is delivered again (deliveries are idempotent).
+            log.warning("could not record the delivery of notification %d", item.id)
+
+    async def _record(self, item: queries.OutboxItem, outcome: Outcome) -> None:
         now = clock.now()
         if isinstance(outcome, Delivered):
             self.delivered += 1

@@ -119,9 +119,7 @@ class Scheduler:
                         continue
                     # Nothing arrived for a while: a NOTIFY may have been missed.
                     if self._waiters and not self._maybe_runnable:
-                        self._maybe_runnable = await self.db.read(
-                            queries.runnable_exists, self.archs
-                        )
+                        self._maybe_runnable = await self._runnable_exists()
                         if self._maybe_runnable:
                             await self._serve_waiters()
                     self._purge()
@@ -170,6 +168,13 @@ class Scheduler:
                 self._waiters.remove(ticket)
         self._purge()
 
+    async def _runnable_exists(self) -> bool:
+        try:
+            return await self.db.read(queries.runnable_exists, self.archs)
+        except DatabaseError:
+            log.warning("cannot ask the database for runnable %s jobs", self.arch)
+            return True  # unknown: keep trying
+
     async def _claim_for(self, ticket: PollTicket) -> queries.ClaimedJob | None:
         """Claim a job for ``ticket``; deliver it, or learn that the queue is empty."""
         w = ticket.worker
@@ -188,11 +193,16 @@ class Scheduler:
             return None
         if job is None:
             # Nothing for this worker. Is anything runnable at all (for bigger workers)?
-            self._maybe_runnable = await self.db.read(queries.runnable_exists, self.archs)
+            self._maybe_runnable = await self._runnable_exists()
             return None
         if ticket.abandoned:
             # The poll went away while we claimed: give the job back, not a lost attempt.
-            await self.db.run(queries.release_claim, job.job_id, job.attempt_token, clock.now())
+            try:
+                await self.db.run(queries.release_claim, job.job_id, job.attempt_token,
+                                  clock.now())
+            except DatabaseError:
+                log.warning("could not hand back job %d; the watchdog will requeue it",
+                            job.job_id)
             return None
         self._claims += 1
         log.info("job %d (%s) assigned to %s/%s, attempt %d",
