@@ -38,6 +38,11 @@ from buildit.services import hash_token, new_token
 WORKER_SECRET = "test-worker-secret"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--long", action="store_true", default=False,
+                     help="run the fault and load scenarios at full size")
+
+
 def _port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
