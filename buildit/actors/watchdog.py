@@ -9,6 +9,7 @@ every period, takes over.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -60,7 +61,9 @@ class Watchdog:
         task_status.started(self)
         while True:
             try:
-                async with dedicated_connection(self.db.dsn) as conn:
+                async with dedicated_connection(
+                    self.db.dsn, application_name=f"buildit-watchdog:{os.getpid()}"
+                ) as conn:
                     while not await conn.fetchval(
                         "SELECT pg_try_advisory_lock($1)", WATCHDOG_LOCK_KEY
                     ):

@@ -153,9 +153,11 @@ class DedicatedConnection:
 
 
 @asynccontextmanager
-async def dedicated_connection(dsn: str) -> AsyncIterator[DedicatedConnection]:
+async def dedicated_connection(
+    dsn: str, *, application_name: str = "buildit"
+) -> AsyncIterator[DedicatedConnection]:
     try:
-        conn = await trio_asyncio.aio_as_trio(aio.connect)(dsn)
+        conn = await trio_asyncio.aio_as_trio(aio.connect)(dsn, application_name)
     except Exception as exc:
         raise _translate(exc) from exc
     wrapper = DedicatedConnection(conn)

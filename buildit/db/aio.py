@@ -76,8 +76,10 @@ def pool_statistics(pool: asyncpg.Pool) -> tuple[int, int, int]:
     return pool.get_size(), pool.get_idle_size(), pool.get_max_size()
 
 
-async def connect(dsn: str) -> Conn:
-    return await asyncpg.connect(dsn, timeout=5)
+async def connect(dsn: str, application_name: str = "buildit") -> Conn:
+    return await asyncpg.connect(
+        dsn, timeout=5, server_settings={"application_name": application_name}
+    )
 
 
 async def connect_listener(

@@ -21,6 +21,16 @@ import trio
 from tests.conftest import WORKER_SECRET, worker_body
 
 
+async def make_token(db: Any, login: str, role: str = "developer") -> str:
+    from buildit.db import queries
+    from buildit.services import hash_token, new_token
+
+    user = await db.run(queries.upsert_user, login, role)
+    token = new_token()
+    await db.run(queries.insert_token, user.id, hash_token(token))
+    return token
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from tests.conftest import SHA
-from tests.reliability.harness import Ledger, ServerProcess, simulated_worker
+from tests.reliability.harness import Ledger, ServerProcess, make_token, simulated_worker
 
 
 async def _attempt_rows(conn: Any) -> list[Any]:
@@ -28,11 +28,11 @@ async def _jobs(conn: Any) -> list[Any]:
 
 @pytest.mark.slow
 async def test_kill_9_under_load_loses_nothing(
-    server: Any, database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+    db: Any, database_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     long = request.config.getoption("--long")
     n_jobs, n_workers, kills = (2000, 50, 5) if long else (300, 20, 3)
-    token = await server.add_user("alice")
+    token = await make_token(db, "alice")
     proc = ServerProcess(database_url, tmp_path / "killed", BUILDIT_HEARTBEAT_TIMEOUT="60")
     await proc.start()
     ledger = Ledger()
@@ -73,8 +73,8 @@ async def test_kill_9_under_load_loses_nothing(
         done.set()
         await proc.stop()
 
-    jobs = await server.db.read(_jobs)
-    attempts = await server.db.read(_attempt_rows)
+    jobs = await db.read(_jobs)
+    attempts = await db.read(_attempt_rows)
     # Every job ended once, as success, with the result its worker reported.
     assert len(jobs) == n_jobs and {j["status"] for j in jobs} == {"success"}
     for job in jobs:
