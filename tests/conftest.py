@@ -131,7 +131,7 @@ async def _admin(dsn: str, *statements: str) -> None:
 
 @pytest.fixture(scope="session")
 def template_db(pg_admin_dsn: str) -> Iterator[str]:
-    """A migrated database that each test's database is copied from."""
+    """The migrated database the tests use (see ``database_url``)."""
     name = f"buildit_tpl_{os.getpid()}"
     asyncio.run(_admin(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}"',
                        f'CREATE DATABASE "{name}"'))
@@ -147,15 +147,29 @@ def template_db(pg_admin_dsn: str) -> Iterator[str]:
         asyncio.run(_admin(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+async def _reset(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = [r["tablename"] for r in await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename <> 'schema_migrations'")]
+        await conn.execute(
+            "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 def database_url(pg_admin_dsn: str, template_db: str) -> Iterator[str]:
-    """A fresh, migrated, empty database for one test."""
-    name = f"buildit_t_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(pg_admin_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
-    try:
-        yield pg_admin_dsn + name
-    finally:
-        asyncio.run(_admin(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    """A migrated, empty database for one test.
+
+    Tests in a process run one after another, so one database serves them all: it is
+    emptied (TRUNCATE ... RESTART IDENTITY) before each test, which is much faster than
+    creating and dropping a database each time.
+    """
+    dsn = pg_admin_dsn + template_db
+    asyncio.run(_reset(dsn))
+    yield dsn
 
 
 @pytest.fixture

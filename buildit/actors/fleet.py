@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import trio
 
 from buildit.db import Database, queries
-from buildit.errors import DatabaseError
+from buildit.errors import DatabaseError, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 WorkerKey = tuple[str, str]  # (hostname, arch)
@@ -109,11 +109,16 @@ class Fleet:
             if rows:
                 self._ids.update(await self.db.run(queries.record_heartbeats, rows))
             self._holders = await self.db.read(queries.worker_keys_holding_jobs)
-        except DatabaseError:
+        except DatabaseUnavailable:
             # Keep the newest of what we could not write; it goes with the next flush.
             for row in rows:
                 self._pending.setdefault((row.hostname, row.arch), row)
             log.warning("writing %d heartbeats failed; will retry", len(rows), exc_info=True)
+            return
+        except DatabaseError:
+            # The database refused the batch itself: retrying it would block every later
+            # heartbeat, so drop it (each worker sends another within its interval).
+            log.error("dropping %d heartbeats the database refused", len(rows), exc_info=True)
             return
         self._flushes += 1
         flushed, self._flushed = self._flushed, trio.Event()

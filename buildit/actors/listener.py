@@ -20,6 +20,7 @@ from buildit.db import Database, listen, queries
 from buildit.errors import DatabaseError
 
 log = logging.getLogger(__name__)
+CHANNELS = (queries.WAKE_CHANNEL, queries.EVENT_CHANNEL, queries.OUTBOX_CHANNEL)
 
 
 class Listener:
@@ -56,9 +57,7 @@ class Listener:
         started = False
         while True:
             try:
-                async with listen(
-                    self.db.dsn, (queries.WAKE_CHANNEL, queries.EVENT_CHANNEL, queries.OUTBOX_CHANNEL), self._notify
-                ) as lost:
+                async with listen(self.db.dsn, CHANNELS, self._notify) as lost:
                     self.connected = True
                     backoff = 0.5
                     self.on_wake_all()

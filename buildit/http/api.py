@@ -34,16 +34,16 @@ class PipelineNewRequest(BaseModel):
     git_branch: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     packages: ListOrString
     archs: ListOrString | None = None
-    options: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    options: Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\x00]*$")] | None = None
     git_sha: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 
 class PipelineIdRequest(BaseModel):
-    pipeline_id: Annotated[int, Field(ge=1, le=2**62)]
+    pipeline_id: Annotated[int, Field(ge=1, le=2**62, strict=True)]
 
 
 class JobIdRequest(BaseModel):
-    job_id: Annotated[int, Field(ge=1, le=2**62)]
+    job_id: Annotated[int, Field(ge=1, le=2**62, strict=True)]
 
 
 @bp.get("/api/ping")
@@ -206,4 +206,5 @@ async def dashboard_status() -> Response:
     svc = services()
     result = await svc.db.read(queries.dashboard, svc.config.archs,
                                clock.ago(svc.config.heartbeat_timeout))
+    result["demo"] = svc.config.extra.get("BUILDIT_DEMO") == "1"  # `buildit demo`: say so
     return json_response(result)

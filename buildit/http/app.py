@@ -5,20 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import trio
 from pydantic import ValidationError
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response, g, request
 from quart_schema import QuartSchema, RequestSchemaValidationError
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from buildit import __version__
+from buildit import __version__, logs
 from buildit.abbs import AbbsError
-from buildit.errors import DatabaseError, DatabaseUnavailable, RequestError
+from buildit.errors import BadRequest, DatabaseError, DatabaseUnavailable, RequestError
 from buildit.http import api, worker_api
 from buildit.http.common import error_response
 from buildit.services import Services
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("buildit.http.access")
 MAX_BODY = 2 * 1024 * 1024
 
 
@@ -79,6 +81,14 @@ def create_app(services: Services, extra_blueprints: Sequence[Blueprint] = ()) -
         log.error("database error: %s", error)
         return error_response("internal database error", 500)
 
+    @app.errorhandler(UnicodeDecodeError)
+    async def _not_utf8(error: UnicodeDecodeError) -> Response:
+        return error_response("the request body is not valid UTF-8", 400)
+
+    @app.errorhandler(RecursionError)
+    async def _too_deep(error: RecursionError) -> Response:
+        return error_response("the JSON body is nested too deeply", 400)
+
     @app.errorhandler(HTTPException)
     async def _http(error: HTTPException) -> Response:
         status = error.code or 500
@@ -89,16 +99,40 @@ def create_app(services: Services, extra_blueprints: Sequence[Blueprint] = ()) -
             413: f"the request body is larger than {MAX_BODY} bytes",
             431: "the request headers are too large",
         }
-        return error_response(messages.get(status, error.description or error.name), status)
+        response = error_response(messages.get(status, error.description or error.name), status)
+        if status == 413:
+            # The unread rest of the body would otherwise be taken for the next request.
+            response.headers["Connection"] = "close"
+        return response
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response("internal server error", 500)
 
+    @app.before_request
+    async def _reject_nul() -> None:
+        if "\x00" in request.path or any("\x00" in v for v in request.args.values()):
+            raise BadRequest("the URL must not contain NUL characters")
+
+    @app.before_request
+    async def _request_id() -> None:
+        # Every log line emitted while handling this request carries its id (buildit.logs).
+        rid = logs.accept_request_id(request.headers.get("X-Request-Id"))
+        logs.request_id.set(rid)
+        g.buildit_request_id = rid
+        g.buildit_request_start = trio.current_time()
+
     @app.after_request
     async def _headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        rid = g.get("buildit_request_id")
+        if rid:
+            response.headers["X-Request-Id"] = rid
+        start = g.get("buildit_request_start")
+        if start is not None and access_log.isEnabledFor(logging.DEBUG):
+            access_log.debug("%s %s %d %.1f ms", request.method, request.path,
+                             response.status_code, (trio.current_time() - start) * 1000)
         return response
 
     return app

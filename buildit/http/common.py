@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 
 import orjson
@@ -12,6 +13,7 @@ from buildit.errors import BadRequest, Forbidden, Unauthorized
 from buildit.services import Services
 
 MAX_PAGE_SIZE = 200
+_INT_RE = re.compile(r"-?[0-9]{1,50}")
 
 
 def services() -> Services:
@@ -42,10 +44,9 @@ def query_int(name: str, default: int | None = None, *, minimum: int = 1,
         if default is None:
             raise BadRequest(f"query parameter {name} is required")
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"query parameter {name} must be a whole number") from None
+    if not _INT_RE.fullmatch(raw):
+        raise BadRequest(f"query parameter {name} must be a whole number")
+    value = int(raw)
     if not minimum <= value <= maximum:
         raise BadRequest(f"query parameter {name} must be between {minimum} and {maximum}")
     return value

@@ -27,27 +27,32 @@ from buildit.services import secret_matches
 log = logging.getLogger(__name__)
 bp = Blueprint("worker", __name__)
 
-Hostname = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
+Hostname = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=NO_NUL)]
 Arch = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
 Secret = Annotated[str, StringConstraints(max_length=1024)]
-Count = Annotated[int, Field(ge=0, le=2**62)]
-Cores = Annotated[int, Field(ge=0, le=2**31 - 1)]
-JobId = Annotated[int, Field(ge=1, le=2**62)]
+Count = Annotated[int, Field(ge=0, le=2**62, strict=True)]
+Cores = Annotated[int, Field(ge=0, le=2**31 - 1, strict=True)]
+JobId = Annotated[int, Field(ge=1, le=2**62, strict=True)]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Text100 = Annotated[str, StringConstraints(max_length=100, pattern=NO_NUL)]
+Text200 = Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)]
+Text2000 = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)]
+Text10000 = Annotated[str, StringConstraints(max_length=10000, pattern=NO_NUL)]
 
 
 class HeartbeatRequest(BaseModel):
     hostname: Hostname
     arch: Arch
-    git_commit: Annotated[str, StringConstraints(max_length=200)] = ""
+    git_commit: Text200 = ""
     memory_bytes: Count
     logical_cores: Cores
     disk_free_space_bytes: Count
-    worker_secret: Secret
-    performance: Annotated[int, Field(ge=-(2**62), le=2**62)] | None = None
+    worker_secret: Secret | None = None
+    performance: Annotated[int, Field(ge=-(2**62), le=2**62, strict=True)] | None = None
     internet_connectivity: bool | None = None
     # extensions
-    worker_version: Annotated[str, StringConstraints(max_length=100)] | None = None
+    worker_version: Text100 | None = None
     job_id: JobId | None = None
     attempt_token: Token | None = None
 
@@ -55,7 +60,7 @@ class HeartbeatRequest(BaseModel):
 class PollRequest(BaseModel):
     hostname: Hostname
     arch: Arch
-    worker_secret: Secret
+    worker_secret: Secret | None = None
     memory_bytes: Count
     logical_cores: Cores
     disk_free_space_bytes: Count
@@ -65,30 +70,30 @@ class PollRequest(BaseModel):
 
 class JobOk(BaseModel):
     build_success: bool
-    successful_packages: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
+    successful_packages: list[Text200] = Field(
         max_length=5000
     )
-    failed_package: Annotated[str, StringConstraints(max_length=200)] | None = None
-    skipped_packages: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
+    failed_package: Text200 | None = None
+    skipped_packages: list[Text200] = Field(
         default_factory=list, max_length=5000
     )
-    log_url: Annotated[str, StringConstraints(max_length=2000)] | None = None
-    elapsed_secs: Annotated[int, Field(ge=0, le=2**62)] | None = None
+    log_url: Text2000 | None = None
+    elapsed_secs: Annotated[int, Field(ge=0, le=2**62, strict=True)] | None = None
     pushpkg_success: bool
     # extension
-    package_versions: dict[str, Annotated[str, StringConstraints(max_length=200)]] | None = None
+    package_versions: dict[Text200, Text200] | None = Field(default=None, max_length=5000)
 
 
 class JobResultBody(BaseModel):
     Ok: JobOk | None = None
-    Error: Annotated[str, StringConstraints(max_length=10000)] | None = None
+    Error: Text10000 | None = None
 
 
 class JobUpdateRequest(BaseModel):
     hostname: Hostname
     arch: Arch
     job_id: JobId
-    worker_secret: Secret
+    worker_secret: Secret | None = None
     result: JobResultBody
     attempt_token: Token | None = None
 
@@ -96,7 +101,7 @@ class JobUpdateRequest(BaseModel):
 class ReleaseRequest(BaseModel):
     hostname: Hostname
     arch: Arch
-    worker_secret: Secret
+    worker_secret: Secret | None = None
     job_id: JobId
     attempt_token: Token | None = None
 
@@ -118,7 +123,13 @@ def _check_arch(arch: str) -> None:
 @validate_request(HeartbeatRequest)
 async def heartbeat(data: HeartbeatRequest) -> Response:
     _check_secret(data.worker_secret)
+    _check_arch(data.arch)
     svc = services()
+    state = None
+    if data.job_id is not None:
+        state = await svc.db.read(
+            queries.attempt_state, data.job_id, data.attempt_token, data.hostname, data.arch
+        )
     await svc.fleet.record(
         queries.HeartbeatRow(
             hostname=data.hostname,
@@ -133,11 +144,8 @@ async def heartbeat(data: HeartbeatRequest) -> Response:
             seen_at=clock.now(),
         )
     )
-    if data.job_id is None:
+    if state is None:
         return Response(b"", status=200)
-    state = await svc.db.read(
-        queries.attempt_state, data.job_id, data.attempt_token, data.hostname, data.arch
-    )
     return json_response({"job_state": state.status})
 
 
@@ -170,8 +178,9 @@ async def poll(data: PollRequest) -> Response:
         lost = await svc.db.run(
             queries.requeue_held_jobs, worker_id, svc.config.max_lost_attempts, clock.now()
         )
-        if lost:
-            log.warning("worker %s/%s polled while holding jobs %s: requeued", *key, lost)
+        for lost_job in lost:
+            log.warning("job %d requeued: its worker %s/%s polled while holding it", lost_job,
+                        *key)
         svc.fleet.set_holding(key, False)
     wait = min(data.wait_secs or 0.0, svc.config.long_poll_max)
     ticket = PollTicket(
