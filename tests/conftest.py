@@ -16,7 +16,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path

@@ -77,6 +77,7 @@ class Scheduler:
         self._wake_send, self._wake_recv = trio.open_memory_channel[None](1)
         self._waiters: deque[PollTicket] = deque()
         self._maybe_runnable = True  # until the database says otherwise
+        self._wakes = 0  # counts wakes, so an answer older than a wake cannot undo it
         self._claims = 0
         self._idle_answers = 0
 
@@ -86,6 +87,8 @@ class Scheduler:
         await self._inbox_send.send(ticket)
 
     def wake(self) -> None:
+        self._wakes += 1
+        self._maybe_runnable = True
         try:
             self._wake_send.send_nowait(None)
         except trio.WouldBlock:
@@ -109,20 +112,27 @@ class Scheduler:
             nursery.start_soon(self._forward_wakes)
             task_status.started(self)
             try:
+                resync_at = trio.current_time() + self.resync_interval
                 while True:
-                    with trio.move_on_after(self.resync_interval):
+                    # Only the wait is bounded: serving must never be cancelled half-way
+                    # (a claim committed but neither delivered nor handed back is lost).
+                    received, ticket = False, None
+                    with trio.move_on_at(resync_at):
                         ticket = await self._inbox_recv.receive()
+                        received = True
+                    if received:
                         if ticket is None:
                             await self._serve_waiters()
                         else:
                             await self._serve_new(ticket)
-                        continue
-                    # Nothing arrived for a while: a NOTIFY may have been missed.
-                    if self._waiters and not self._maybe_runnable:
-                        self._maybe_runnable = await self._runnable_exists()
-                        if self._maybe_runnable:
-                            await self._serve_waiters()
-                    self._purge()
+                    if trio.current_time() >= resync_at:
+                        # Every interval, busy or not: a NOTIFY may have been missed.
+                        if not self._maybe_runnable:
+                            await self._learn_runnable()
+                            if self._maybe_runnable:
+                                await self._serve_waiters()
+                        self._purge()
+                        resync_at = trio.current_time() + self.resync_interval
             finally:
                 # Hand every waiting poll back empty: the worker will poll again.
                 for waiting in self._waiters:
@@ -168,6 +178,13 @@ class Scheduler:
                 self._waiters.remove(ticket)
         self._purge()
 
+    async def _learn_runnable(self) -> None:
+        """Ask the database whether anything is runnable; a wake meanwhile is newer news."""
+        wakes = self._wakes
+        runnable = await self._runnable_exists()
+        if self._wakes == wakes:
+            self._maybe_runnable = runnable
+
     async def _runnable_exists(self) -> bool:
         try:
             return await self.db.read(queries.runnable_exists, self.archs)
@@ -193,7 +210,7 @@ class Scheduler:
             return None
         if job is None:
             # Nothing for this worker. Is anything runnable at all (for bigger workers)?
-            self._maybe_runnable = await self._runnable_exists()
+            await self._learn_runnable()
             return None
         if ticket.abandoned:
             # The poll went away while we claimed: give the job back, not a lost attempt.
