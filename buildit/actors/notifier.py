@@ -152,6 +152,8 @@ class Notifier:
         if isinstance(outcome, Delivered):
             self.delivered += 1
             await self.db.run(queries.outbox_delivered, item.id, outcome.result, now)
+            if item.ordering_key is not None:
+                self.wake()  # the next row of that key is due now
         elif isinstance(outcome, GiveUp) or item.attempts >= self.max_attempts:
             self.failed += 1
             reason = (outcome.error if isinstance(outcome, GiveUp)
