@@ -1,0 +1,56 @@
+"""The web UI: server-rendered pages (Jinja2), GitHub login, roles, live updates.
+
+``server.py`` adds ``blueprint`` to the app and calls ``init_app(app, stop=...)``,
+which sets the session secret and cookie flags, installs quart-auth and keeps the
+web UI's settings (``WebConfig``) and the stop event on the app.
+
+Modules: ``pages`` (read-only pages), ``actions`` (forms: new pipeline, restart,
+cancel, API token, Telegram link), ``login`` (GitHub OAuth), ``live`` (event stream
+and fragments), ``auth`` (sessions, roles, CSRF), ``github`` (OAuth and API calls),
+``pending`` / ``charts`` / ``ansi`` / ``formatting`` (pure functions).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import trio
+from quart import Quart
+from quart_auth import QuartAuth
+
+from buildit.services import Services
+from buildit.web import actions, live, login, pages  # noqa: F401  (register the routes)
+from buildit.web.blueprint import bp as blueprint
+from buildit.web.config import WebConfig
+from buildit.web.state import WebState
+
+SESSION_DAYS = 30
+
+__all__ = ["WebConfig", "blueprint", "init_app"]
+
+
+def init_app(app: Quart, *, stop: trio.Event,
+             github_transport: httpx.AsyncBaseTransport | None = None) -> None:
+    """Set up what the pages need on ``app`` (after ``create_app`` registered ``blueprint``)."""
+    services: Services = app.config["BUILDIT_SERVICES"]
+    config = WebConfig.from_server_config(services.config)
+    app.secret_key = config.session_secret
+    app.config.update(
+        SESSION_COOKIE_NAME="buildit_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=timedelta(days=SESSION_DAYS),
+    )
+    QuartAuth(
+        app,
+        cookie_name="buildit_auth",
+        cookie_samesite="Lax",
+        cookie_secure=config.secure_cookies,
+        cookie_http_only=True,
+        duration=SESSION_DAYS * 24 * 3600,
+        salt="buildit-web-auth",
+    )
+    app.config["BUILDIT_WEB"] = WebState(config=config, stop=stop,
+                                         github_transport=github_transport)
