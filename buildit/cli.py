@@ -14,17 +14,10 @@ import trio_asyncio
 
 from buildit import __version__
 from buildit.config import SERVER_SETTINGS, ServerConfig, load_server_config, settings_help
-from buildit.errors import BuildItError
+from buildit.errors import BuildItError, ConfigError
+from buildit.logs import LOG_FORMATS, resolve_format, setup_logging
 
 log = logging.getLogger("buildit")
-
-
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
 
 
 async def watch_signals(stop: trio.Event) -> None:
@@ -56,8 +49,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             await run_server(config, stop=stop)
             nursery.cancel_scope.cancel()
 
-    trio.run(_with_loop, main)
-    return 0
+    code = 0
+    try:
+        trio.run(_with_loop, main)
+    except* OSError as group:
+        # Typically the address is taken or not ours to bind.
+        listen = f"{config.listen_host}:{config.listen_port}"
+        for exc in _leaves(group):
+            print(f"buildit: cannot serve on {listen}: {exc}", file=sys.stderr)
+        code = 1
+    return code
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -126,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"buildit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default=None,
+                        help="log lines as text (default) or one JSON object per line "
+                             "[BUILDIT_LOG_FORMAT]")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     epilog = settings_help(SERVER_SETTINGS)
@@ -156,7 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config")
     p.set_defaults(func=cmd_token_create)
 
-    for module in ("buildit.worker.cli",):
+    from buildit.client.cli import register as register_client
+    from buildit.demo import register as register_demo
+
+    register_client(sub)
+    register_demo(sub)
+    for module in ("buildit.worker.cli", "buildit.telegram.cli", "buildit.bench.cli"):
         try:
             register = __import__(module, fromlist=["register"]).register
         except (ImportError, AttributeError):
@@ -165,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _leaves(group: BaseExceptionGroup[BuildItError]) -> list[BaseException]:
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
     out: list[BaseException] = []
     for exc in group.exceptions:
         if isinstance(exc, BaseExceptionGroup):
@@ -178,7 +187,12 @@ def _leaves(group: BaseExceptionGroup[BuildItError]) -> list[BaseException]:
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    try:
+        log_format = resolve_format(args.log_format)
+    except ConfigError as error:
+        print(f"buildit: {error}", file=sys.stderr)
+        sys.exit(2)
+    setup_logging(verbose=args.verbose, fmt=log_format)
     try:
         code = args.func(args)
     except* BuildItError as group:

@@ -103,6 +103,97 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         None,
     ),
     Setting(
+        "BUILDIT_TELEGRAM_TOKEN",
+        "The Telegram bot's token (from @BotFather). Unset: no Telegram front end.",
+        None,
+    ),
+    Setting(
+        "BUILDIT_TELEGRAM_WEBHOOK_SECRET",
+        "Secret Telegram sends with every update (X-Telegram-Bot-Api-Secret-Token); "
+        "required with BUILDIT_TELEGRAM_TOKEN; 1-256 of A-Z a-z 0-9 _ -.",
+        None,
+    ),
+    Setting(
+        "BUILDIT_TELEGRAM_API_URL",
+        "Base URL of the Telegram Bot API.",
+        "https://api.telegram.org",
+    ),
+    Setting(
+        "BUILDIT_TELEGRAM_BOT_NAME",
+        "The bot's username (without @): commands to other bots in groups are ignored; "
+        "links to the bot use it.",
+        None,
+    ),
+    Setting(
+        "BUILDIT_GITHUB_WEBHOOK_SECRET",
+        "Secret of the GitHub webhook (X-Hub-Signature-256). GitHub is on when this, "
+        "BUILDIT_GITHUB_APP_ID and BUILDIT_GITHUB_APP_PRIVATE_KEY are all set.",
+        None,
+    ),
+    Setting("BUILDIT_GITHUB_APP_ID", "The GitHub App's id.", None),
+    Setting(
+        "BUILDIT_GITHUB_APP_PRIVATE_KEY",
+        "Path to the GitHub App's private key (PEM), read at startup.",
+        None,
+    ),
+    Setting(
+        "BUILDIT_GITHUB_INSTALLATION_ID",
+        "The App's installation id. Unset: found through the API for BUILDIT_GITHUB_REPO.",
+        None,
+    ),
+    Setting(
+        "BUILDIT_GITHUB_ORG",
+        "Organization whose members may start builds from PR comments.",
+        "AOSC-Dev",
+    ),
+    Setting(
+        "BUILDIT_GITHUB_REPO",
+        "owner/name of the packages tree on GitHub (PR commands, comments, check runs).",
+        "AOSC-Dev/aosc-os-abbs",
+    ),
+    Setting("BUILDIT_GITHUB_API_URL", "Base URL of GitHub's REST API.",
+            "https://api.github.com"),
+    Setting(
+        "BUILDIT_NOTIFY_BASE_DELAY",
+        "First retry delay of a failed notification, in seconds (doubles each attempt, "
+        "unless the remote says when to retry).",
+        "2",
+    ),
+    Setting(
+        "BUILDIT_NOTIFY_POLL_INTERVAL",
+        "How often the notifier looks for due notifications besides wake-ups, in seconds.",
+        "5",
+    ),
+    Setting(
+        "BUILDIT_NOTIFY_MAX_ATTEMPTS",
+        "Attempts to deliver a notification before it is marked failed.",
+        "10",
+    ),
+    Setting(
+        "BUILDIT_NOTIFY_LEASE",
+        "Seconds a notification being delivered is reserved for one server process (a "
+        "process that dies mid-delivery delays it this long).",
+        "120",
+    ),
+    Setting(
+        "BUILDIT_GITHUB_CLIENT_ID",
+        "Client id of the GitHub OAuth app people log in to the web UI with (its callback "
+        "URL: <BUILDIT_PUBLIC_URL>/login/callback). Unset: nobody can log in.",
+        None,
+    ),
+    Setting("BUILDIT_GITHUB_CLIENT_SECRET", "Client secret of that GitHub OAuth app.", None),
+    Setting(
+        "BUILDIT_GITHUB_WEB_URL",
+        "Where GitHub's OAuth pages live (and links to branches, commits and PRs point).",
+        "https://github.com",
+    ),
+    Setting(
+        "BUILDIT_SESSION_SECRET",
+        "Signs the web UI's session cookies and the Telegram link tokens; the same in "
+        "every server process. Unset: generated once and kept in <data dir>/session_secret.",
+        None,
+    ),
+    Setting(
         "BUILDIT_CONFIG",
         "Optional TOML file with the same settings (lower-case, without BUILDIT_).",
         None,

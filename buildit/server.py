@@ -12,6 +12,7 @@
               │  ├ Aggregator            job events -> live subscribers
               │  ├ Listener              LISTEN/NOTIFY -> wakes and events
               │  ├ Watchdog              requeues jobs of silent workers (advisory lock)
+              │  ├ GitHub                PR comment commands; the GitHub HTTP client
               │  └ Notifier              delivers the outbox to GitHub / Telegram
               └ hypercorn.trio.serve     web UI, webhooks, worker API
 """
@@ -25,9 +26,10 @@ from dataclasses import dataclass
 from functools import partial
 
 import trio
-from quart import Blueprint
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
+from quart import Blueprint
+from quart_trio import QuartTrio
 
 from buildit.abbs import AbbsTree
 from buildit.actors.aggregator import Aggregator
@@ -41,8 +43,13 @@ from buildit.config import ServerConfig
 from buildit.db import Database, open_database
 from buildit.db.embedded import embedded_postgres
 from buildit.db.migrate import migrate
+from buildit.github import GitHub, notifier_options
 from buildit.http.app import create_app
+from buildit.metrics import Metrics
 from buildit.services import Services
+from buildit.telegram.frontend import telegram_front_end
+from buildit.web import blueprint as web_blueprint
+from buildit.web import init_app as init_web
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,7 @@ class RunningServer:
     supervisor: Supervisor
     watchdog: Watchdog
     stop: trio.Event
+    app: QuartTrio | None = None  # the quart-trio app serving ``url`` (tests walk its routes)
 
 
 @asynccontextmanager
@@ -112,7 +120,13 @@ async def run_server(
         services.schedulers = {arch: Scheduler(db, arch) for arch in config.archs}
         # Front ends that send notifications add a deliverer per outbox channel here.
         deliverers: dict[str, Deliverer] = {}
-        notifier = Notifier(db, deliverers)
+        telegram = telegram_front_end(services)
+        if telegram is not None:
+            deliverers["telegram"] = telegram.deliverer
+        github = GitHub.from_config(config, services)  # None unless BUILDIT_GITHUB_* are set
+        if github is not None:
+            deliverers["github"] = github.deliver
+        notifier = Notifier(db, deliverers, **notifier_options(config))
         services.notifier = notifier
         listener = Listener(
             db,
@@ -133,12 +147,23 @@ async def run_server(
             ChildSpec("aggregator", aggregator.run),
             ChildSpec("listener", listener.run),
             ChildSpec("watchdog", watchdog.run),
+            # before the notifier: it owns the HTTP client GitHub deliveries use
+            *([ChildSpec("github", github.run)] if github is not None else []),
+            # before the notifier too: it holds the Bot API client Telegram deliveries use
+            *([telegram.child] if telegram is not None else []),
             ChildSpec("notifier", notifier.run),
         ]
         supervisor = Supervisor(children, max_restarts=10, period=60.0)
         # Front ends with routes of their own (webhooks, web UI) add blueprints here.
-        blueprints: list[Blueprint] = []
+        metrics = Metrics(services, supervisor=supervisor, watchdog=watchdog)
+        blueprints: list[Blueprint] = [metrics.blueprint]
+        if telegram is not None:
+            blueprints.append(telegram.blueprint)
+        if github is not None:
+            blueprints.append(github.blueprint)
+        blueprints.append(web_blueprint)
         app = create_app(services, blueprints)
+        init_web(app, stop=stop)  # web UI: session secret, quart-auth, its settings
         async with trio.open_nursery() as root:
             await root.start(supervisor.run)
             binds = await root.start(
@@ -148,7 +173,7 @@ async def run_server(
             log.info("BuildIt listening on %s", url)
             task_status.started(
                 RunningServer(url=url, services=services, supervisor=supervisor,
-                              watchdog=watchdog, stop=stop)
+                              watchdog=watchdog, stop=stop, app=app)
             )
             await stop.wait()
             log.info("shutting down")

@@ -129,19 +129,20 @@ class Services:
         )
         for arch in arch_list:
             self.wake(arch)
-        log.info("pipeline %d created: %s @ %s for %s (%s)", created.id, package_str, branch,
-                 ",".join(arch_list), source)
+        log.info("pipeline %d created: %s @ %s (%s): %s", created.id, package_str, branch,
+                 source, ", ".join(f"job {job} ({arch})" for arch, job in created.jobs.items()))
         return created
 
     async def restart_job(self, job_id: int) -> int:
         pipeline_id, arch = await self.db.run(queries.restart_job, job_id, clock.now())
         self.wake(arch)
-        log.info("job %d restarted", job_id)
+        log.info("job %d restarted (pipeline %d, %s)", job_id, pipeline_id, arch)
         return pipeline_id
 
     async def cancel_pipeline(self, pipeline_id: int, by: str) -> list[int]:
         ended = await self.db.run(queries.cancel_pipeline, pipeline_id, by, clock.now())
-        log.info("pipeline %d cancelled by %s; jobs ended: %s", pipeline_id, by, ended)
+        log.info("pipeline %d cancelled by %s; ended: %s", pipeline_id, by,
+                 ", ".join(f"job {job}" for job in ended) or "no unfinished job")
         return ended
 
     async def create_token(self, github_login: str) -> str:

@@ -94,8 +94,9 @@ class Watchdog:
         self.ticks += 1
         if ids:
             self.requeued += len(ids)
-            log.warning("requeued jobs %s: their workers sent no heartbeat for %g s",
-                        ids, self.timeout)
+            for job_id in ids:
+                log.warning("job %d requeued: its worker sent no heartbeat for %g s",
+                            job_id, self.timeout)
             if self.on_requeue:
                 self.on_requeue(ids)
         return ids

@@ -29,4 +29,9 @@ async def job_changed(conn: Conn, changes: Sequence[JobChange], now: datetime) -
     """Queue the notifications these committed-together job changes cause."""
     # Front ends add their producers here, e.g.
     #   await github_notifications(conn, changes, now)
-    return None
+    from buildit.db import telegram_queries  # here: telegram_queries imports queries
+
+    await telegram_queries.queue_job_results(conn, changes, now)
+    from buildit.db import github_queries  # here: github_queries imports queries
+
+    await github_queries.job_changed(conn, changes, now)

@@ -110,18 +110,18 @@ def create_app(services: Services, extra_blueprints: Sequence[Blueprint] = ()) -
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response("internal server error", 500)
 
-    @app.before_request
-    async def _reject_nul() -> None:
-        if "\x00" in request.path or any("\x00" in v for v in request.args.values()):
-            raise BadRequest("the URL must not contain NUL characters")
-
-    @app.before_request
+    @app.before_request  # first: even a refused request gets its id
     async def _request_id() -> None:
         # Every log line emitted while handling this request carries its id (buildit.logs).
         rid = logs.accept_request_id(request.headers.get("X-Request-Id"))
         logs.request_id.set(rid)
         g.buildit_request_id = rid
         g.buildit_request_start = trio.current_time()
+
+    @app.before_request
+    async def _reject_nul() -> None:
+        if "\x00" in request.path or any("\x00" in v for v in request.args.values()):
+            raise BadRequest("the URL must not contain NUL characters")
 
     @app.after_request
     async def _headers(response: Response) -> Response:

@@ -12,7 +12,7 @@ from quart import Blueprint, Response, render_template, request
 from buildit import clock
 from buildit.abbs import AbbsError
 from buildit.errors import BuildItError, DatabaseError, DatabaseUnavailable, RequestError
-from buildit.http.common import json_response
+from buildit.http.common import json_response, services
 from buildit.web import auth, formatting
 from buildit.web.ansi import ansi_to_html
 from buildit.web.state import web_state
@@ -123,6 +123,7 @@ async def _context() -> dict[str, Any]:
         "csrf_token": auth.csrf_token,
         "web": state.config,
         "static_version": STATIC_VERSION,
+        "demo": services().config.extra.get("BUILDIT_DEMO") == "1",
     }
 
 

@@ -299,3 +299,17 @@ async def test_event_stream_ends_when_the_server_stops(web: Web) -> None:
             rest = [line async for line in lines]
         assert trio.current_time() - start < 5
         assert all(not line.startswith("data:") for line in rest)
+
+
+async def test_a_demo_says_so_on_every_page(start_server: Any) -> None:
+    from buildit.config import ServerConfig
+
+    with trio.fail_after(30):
+        plain = await start_server()
+        r = await plain.client.get("/")
+        assert r.status_code == 200 and "This is a demo" not in r.text
+        base: ServerConfig = plain.config
+        demo = await start_server(extra={**base.extra, "BUILDIT_DEMO": "1"})
+        for path in ("/", "/pipelines", "/workers"):
+            r = await demo.client.get(path)
+            assert r.status_code == 200 and "This is a demo." in r.text
