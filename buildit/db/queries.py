@@ -267,6 +267,9 @@ async def create_pipeline(
 
 
 async def refresh_pipeline_status(conn: Conn, pipeline_id: int, now: datetime) -> str:
+    # Lock the pipeline first: two jobs finishing at once must not both compute the
+    # status from a view in which the other is still running.
+    await conn.execute("SELECT 1 FROM pipelines WHERE id = $1 FOR UPDATE", pipeline_id)
     statuses = [
         r["status"]
         for r in await conn.fetch("SELECT status FROM jobs WHERE pipeline_id = $1", pipeline_id)
