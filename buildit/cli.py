@@ -165,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_client(sub)
     register_demo(sub)
-    for module in ("buildit.worker.cli", "buildit.telegram.cli", "buildit.bench.cli"):
+    for module in ("buildit.worker.cli", "buildit.telegram.cli", "buildit.bench.cli",
+                   "buildit.soak"):
         try:
             register = __import__(module, fromlist=["register"]).register
         except (ImportError, AttributeError):

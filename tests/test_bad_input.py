@@ -364,7 +364,8 @@ async def test_keep_alive_after_413(world: World) -> None:
         async with httpx.AsyncClient(base_url=world.server.url, timeout=20) as client:
             for _ in range(6):
                 r = await client.post(JOB_RESTART, content=b'{"a": "' + b"x" * MAX_BODY + b'"}',
-                                      headers={"Content-Type": "application/json"})
+                                      headers={"Content-Type": "application/json",
+                                               "Authorization": f"Bearer {world.dev}"})
                 assert r.status_code == 413
                 with trio.move_on_after(3):
                     r = await client.get("/api/health")

@@ -1,10 +1,11 @@
 """The fleet actor: records worker heartbeats in batches and knows who holds a job.
 
-A heartbeat costs no database write of its own: heartbeats arrive over a bounded
-channel, the latest per (hostname, arch) is kept, and every ``flush_interval``
-seconds all of them are written in one statement. In the same crossing the actor
-refreshes which workers hold a running job, so a poll can tell whether its worker
-still holds one without asking the database.
+A heartbeat costs no database write of its own, nor a task switch: the handler
+keeps the latest per (hostname, arch) in the pending map (bounded by the number of
+workers), and every ``flush_interval`` seconds all of them are written in one
+statement. In the same crossing the actor refreshes which workers hold a running
+job, so a poll can tell whether its worker still holds one without asking the
+database.
 """
 
 from __future__ import annotations
@@ -31,11 +32,9 @@ class FleetStatistics:
 
 
 class Fleet:
-    def __init__(self, db: Database, *, flush_interval: float = 1.0, inbox_size: int = 1024
-                 ) -> None:
+    def __init__(self, db: Database, *, flush_interval: float = 1.0) -> None:
         self.db = db
         self.flush_interval = flush_interval
-        self._send, self._recv = trio.open_memory_channel[queries.HeartbeatRow](inbox_size)
         self._pending: dict[WorkerKey, queries.HeartbeatRow] = {}
         self._ids: dict[WorkerKey, int] = {}
         self._holders: set[WorkerKey] = set()
@@ -45,8 +44,10 @@ class Fleet:
 
     # -- used by handlers
 
-    async def record(self, row: queries.HeartbeatRow) -> None:
-        await self._send.send(row)
+    def record(self, row: queries.HeartbeatRow) -> None:
+        """Keep the newest heartbeat of this worker for the next flush."""
+        self._heartbeats += 1
+        self._pending[(row.hostname, row.arch)] = row
 
     def worker_id(self, key: WorkerKey) -> int | None:
         return self._ids.get(key)
@@ -85,22 +86,14 @@ class Fleet:
             self._holders = await self.db.read(queries.worker_keys_holding_jobs)
         except DatabaseError:
             log.warning("cannot read which workers hold jobs yet; will retry at the next flush")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._collect)
-            task_status.started(self)
-            try:
-                while True:
-                    await trio.sleep(self.flush_interval)
-                    await self.flush()
-            finally:
-                with trio.move_on_after(3, shield=True):
-                    await self.flush()
-                nursery.cancel_scope.cancel()
-
-    async def _collect(self) -> None:
-        async for row in self._recv:
-            self._heartbeats += 1
-            self._pending[(row.hostname, row.arch)] = row
+        task_status.started(self)
+        try:
+            while True:
+                await trio.sleep(self.flush_interval)
+                await self.flush()
+        finally:
+            with trio.move_on_after(3, shield=True):
+                await self.flush()
 
     async def flush(self) -> None:
         rows = list(self._pending.values())

@@ -94,6 +94,14 @@ class Scheduler:
         except trio.WouldBlock:
             pass  # a wake is already pending
 
+    def answers_idle(self) -> bool:
+        """Whether the queue is known empty, so a poll that will not wait gets ``null``
+        at once, without a trip through the actor (counted as an idle answer)."""
+        if self._maybe_runnable:
+            return False
+        self._idle_answers += 1
+        return True
+
     def statistics(self) -> SchedulerStatistics:
         return SchedulerStatistics(
             arch=self.arch,
@@ -195,9 +203,10 @@ class Scheduler:
     async def _claim_for(self, ticket: PollTicket) -> queries.ClaimedJob | None:
         """Claim a job for ``ticket``; deliver it, or learn that the queue is empty."""
         w = ticket.worker
+        wakes = self._wakes
         try:
-            job = await self.db.run(
-                queries.claim_job,
+            claim = await self.db.run(
+                queries.claim_next,
                 worker_id=w.worker_id,
                 archs=self.archs,
                 cores=w.cores,
@@ -208,9 +217,12 @@ class Scheduler:
         except DatabaseError:
             log.warning("claiming a %s job failed; the poll gets no job", self.arch, exc_info=True)
             return None
+        if self._wakes == wakes:
+            # The claim also saw whether anything else is runnable (for this worker's
+            # successor, or bigger workers): when not, the queue is known empty.
+            self._maybe_runnable = claim.more_runnable
+        job = claim.job
         if job is None:
-            # Nothing for this worker. Is anything runnable at all (for bigger workers)?
-            await self._learn_runnable()
             return None
         if ticket.abandoned:
             # The poll went away while we claimed: give the job back, not a lost attempt.

@@ -35,17 +35,37 @@ async def _init_connection(conn: Conn) -> None:
     )
 
 
+async def _reset_connection(conn: Conn) -> None:
+    """Nothing to undo when a connection goes back to the pool.
+
+    asyncpg's default reset costs a round trip per use (``RESET ALL``, ``UNLISTEN *``,
+    ``CLOSE ALL``, advisory unlock). Pooled connections carry no session state: no
+    query function sets a session variable, LISTENs, takes a session advisory lock or
+    leaves a cursor open (LISTEN and the watchdog's lock use dedicated connections). An
+    open transaction is still rolled back by asyncpg before this runs.
+    """
+
+
 async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_reset_connection,
         # No command_timeout: asyncio timers run on trio's clock (virtual in tests);
         # callers put deadlines on their work with trio.fail_after instead.
         command_timeout=None,
         timeout=10,
-        max_inactive_connection_lifetime=300,
+        # No asyncio timers per use: asyncpg re-arms the idle-connection timer with
+        # call_later on every release (and one per newly prepared statement), in the
+        # caller's context. trio-asyncio keeps each cancelled TimerHandle, and with its
+        # context the HTTP request that used the connection, body and all, until it would
+        # have fired 300 s later: the server's memory grew with its load. So idle
+        # connections stay open (at most max_size) and prepared statements do not expire
+        # (the cache is still bounded by its size; the schema only changes at startup).
+        max_inactive_connection_lifetime=0,
+        max_cached_statement_lifetime=0,
     )
 
 

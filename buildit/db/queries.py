@@ -428,6 +428,14 @@ async def _requeue(
     return [r["id"] for r in rows]
 
 
+@dataclass(frozen=True)
+class Claim:
+    job: ClaimedJob | None
+    # Whether other jobs of these archs were runnable when the claim looked (for
+    # other workers, or the next claim): when false the queue is empty.
+    more_runnable: bool
+
+
 async def claim_job(
     conn: Conn,
     *,
@@ -439,6 +447,29 @@ async def claim_job(
     now: datetime,
 ) -> ClaimedJob | None:
     """Atomically hand the first runnable job this worker meets to it."""
+    claim = await claim_next(conn, worker_id=worker_id, archs=archs, cores=cores,
+                             memory=memory, disk=disk, now=now)
+    return claim.job
+
+
+async def claim_next(
+    conn: Conn,
+    *,
+    worker_id: int,
+    archs: Sequence[str],
+    cores: int,
+    memory: int,
+    disk: int,
+    now: datetime,
+) -> Claim:
+    """Atomically hand the first runnable job this worker meets to it, and tell whether
+    more are runnable.
+
+    One statement claims the job, starts its attempt, reads its pipeline and NOTIFYs the
+    event (a round trip each before); the job-change hook then runs in the same
+    transaction. A claim that finds nothing answers whether anything else is runnable
+    (for bigger workers), so the scheduler needs no second query.
+    """
     token = uuid.uuid4()
     row = await conn.fetchrow(
         """WITH candidate AS (
@@ -451,11 +482,26 @@ async def claim_job(
                  AND (require_min_disk IS NULL OR require_min_disk <= $4)
                ORDER BY priority DESC, id
                LIMIT 1
-               FOR UPDATE SKIP LOCKED)
-           UPDATE jobs j SET status = 'running', attempt = j.attempt + 1, attempt_token = $5,
-                  assigned_worker_id = $6, assigned_at = $7
-           FROM candidate WHERE j.id = candidate.id
-           RETURNING j.id, j.pipeline_id, j.arch, j.packages, j.attempt""",
+               FOR UPDATE SKIP LOCKED),
+           claimed AS (
+               UPDATE jobs j SET status = 'running', attempt = j.attempt + 1,
+                      attempt_token = $5, assigned_worker_id = $6, assigned_at = $7
+               FROM candidate WHERE j.id = candidate.id
+               RETURNING j.id, j.pipeline_id, j.arch, j.packages, j.attempt),
+           started AS (
+               INSERT INTO job_attempts (job_id, attempt, token, worker_id, started_at)
+               SELECT id, attempt, $5, $6, $7 FROM claimed)
+           SELECT c.id, c.pipeline_id, c.arch, c.packages, c.attempt,
+                  p.git_branch, p.git_sha, p.options,
+                  CASE WHEN c.id IS NOT NULL THEN pg_notify($8,
+                      '{"job":' || c.id || ',"pipeline":' || c.pipeline_id
+                      || ',"status":"running"}') END AS notified,
+                  EXISTS (SELECT 1 FROM jobs r
+                          WHERE r.status = 'created' AND r.arch = ANY($1::text[])
+                            AND r.id NOT IN (SELECT id FROM candidate)) AS more_runnable
+           FROM (SELECT 1) AS one
+           LEFT JOIN claimed c ON true
+           LEFT JOIN pipelines p ON p.id = c.pipeline_id""",
         list(archs),
         cores,
         memory,
@@ -463,33 +509,26 @@ async def claim_job(
         token,
         worker_id,
         now,
+        EVENT_CHANNEL,
     )
-    if row is None:
-        return None
-    await conn.execute(
-        """INSERT INTO job_attempts (job_id, attempt, token, worker_id, started_at)
-           VALUES ($1, $2, $3, $4, $5)""",
-        row["id"],
-        row["attempt"],
-        token,
-        worker_id,
-        now,
+    if row["id"] is None:
+        return Claim(None, row["more_runnable"])
+    job_id, pipeline_id = row["id"], row["pipeline_id"]
+    await notifications.job_changed(
+        conn, [notifications.JobChange(job_id, pipeline_id, "running", "started")], now
     )
-    pipeline = await conn.fetchrow(
-        "SELECT git_branch, git_sha, options FROM pipelines WHERE id = $1", row["pipeline_id"]
-    )
-    await _emit_events(conn, [(row["id"], row["pipeline_id"], "running", "started")], now)
-    return ClaimedJob(
-        job_id=row["id"],
-        pipeline_id=row["pipeline_id"],
+    job = ClaimedJob(
+        job_id=job_id,
+        pipeline_id=pipeline_id,
         arch=row["arch"],
         packages=row["packages"],
-        git_branch=pipeline["git_branch"],
-        git_sha=pipeline["git_sha"],
-        options=pipeline["options"],
+        git_branch=row["git_branch"],
+        git_sha=row["git_sha"],
+        options=row["options"],
         attempt=row["attempt"],
         attempt_token=str(token),
     )
+    return Claim(job, row["more_runnable"])
 
 
 async def release_claim(conn: Conn, job_id: int, token: str, now: datetime) -> bool:
@@ -945,14 +984,27 @@ async def list_pipelines(
                AND ($2::bool IS FALSE OR p.github_pr IS NOT NULL)
                AND ($3::text IS NULL OR u.github_login = $3)
                AND ($4::text IS NULL OR p.status = $4)"""
-    total = await conn.fetchval(
-        "SELECT count(*) FROM pipelines p LEFT JOIN users u ON u.id = p.creator_user_id WHERE "
-        + where,
-        stable_only,
-        github_pr_only,
-        creator,
-        status,
-    )
+    if creator is None:
+        # Exact, from the counters the list_counts migration's triggers keep: no count(*) over
+        # the whole history for every page.
+        total = await conn.fetchval(
+            """SELECT coalesce(sum(n), 0)::int8 FROM pipeline_counts
+               WHERE ($1::bool IS FALSE OR stable) AND ($2::bool IS FALSE OR pr)
+                 AND ($3::text IS NULL OR status = $3)""",
+            stable_only,
+            github_pr_only,
+            status,
+        )
+    else:
+        # One person's pipelines: counted through the pipelines_creator index.
+        total = await conn.fetchval(
+            "SELECT count(*) FROM pipelines p LEFT JOIN users u ON u.id = p.creator_user_id "
+            "WHERE " + where,
+            stable_only,
+            github_pr_only,
+            creator,
+            status,
+        )
     rows = await conn.fetch(
         """SELECT p.id, p.git_branch, p.git_sha, p.created_at AS creation_time, p.github_pr,
                   p.packages, p.archs, p.status, p.source, p.options,
@@ -1005,9 +1057,10 @@ async def list_jobs(
     conn: Conn, *, page: int, items_per_page: int, status: str | None, arch: str | None
 ) -> dict[str, Any]:
     limit, offset = _page(page, items_per_page)
+    # Exact, from the counters the list_counts migration's triggers keep (no count(*)).
     total = await conn.fetchval(
-        """SELECT count(*) FROM jobs j
-           WHERE ($1::text IS NULL OR j.status = $1) AND ($2::text IS NULL OR j.arch = $2)""",
+        """SELECT coalesce(sum(n), 0)::int8 FROM job_counts
+           WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR arch = $2)""",
         status,
         arch,
     )

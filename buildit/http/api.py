@@ -6,13 +6,14 @@ from typing import Annotated
 
 import trio
 from pydantic import BaseModel, Field, StringConstraints
-from quart import Blueprint, Response, request
-from quart_schema import validate_request
+from quart import Blueprint, Response, g, request
+from quart_schema import document_headers, document_querystring, document_response, validate_request
 
 from buildit import clock, domain
 from buildit.db import queries
 from buildit.errors import BadRequest, NotFound
 from buildit.http import logs
+from buildit.http import openapi as doc
 from buildit.http.common import (
     json_response,
     paging,
@@ -38,6 +39,21 @@ class PipelineNewRequest(BaseModel):
     git_sha: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 
+DEVELOPER_ONLY = frozenset({"api.pipeline_new", "api.pipeline_cancel", "api.job_restart"})
+
+
+@bp.before_request
+async def _developer_first() -> None:
+    """The token is checked before the body is read: 401/403 whatever the body."""
+    if request.endpoint in DEVELOPER_ONLY:
+        g.buildit_developer = await require_developer()
+
+
+def _developer() -> queries.User:
+    user: queries.User = g.buildit_developer
+    return user
+
+
 class PipelineIdRequest(BaseModel):
     pipeline_id: Annotated[int, Field(ge=1, le=2**62, strict=True)]
 
@@ -47,20 +63,27 @@ class JobIdRequest(BaseModel):
 
 
 @bp.get("/api/ping")
+@doc.documented(doc.PING_DOC)
 async def ping() -> Response:
     return Response(b"pong", content_type="text/plain")
 
 
 @bp.get("/api/health")
+@document_response(doc.Health)
 async def health() -> Response:
-    await services().db.read(queries.ping)
-    return json_response({"status": "ok"})
+    db = services().db
+    await db.read(queries.ping)
+    pool = db.statistics()
+    return json_response({"status": "ok",
+                          "pool": {"size": pool.size, "idle": pool.idle, "max": pool.max_size}})
 
 
 @bp.post("/api/pipeline/new")
 @validate_request(PipelineNewRequest)
+@document_response(doc.PipelineCreated)
+@doc.documented(doc.DEVELOPER_DOC)
 async def pipeline_new(data: PipelineNewRequest) -> Response:
-    user = await require_developer()
+    user = _developer()
     created = await services().create_pipeline(
         git_branch=data.git_branch,
         git_sha=data.git_sha,
@@ -75,21 +98,26 @@ async def pipeline_new(data: PipelineNewRequest) -> Response:
 
 @bp.post("/api/pipeline/cancel")
 @validate_request(PipelineIdRequest)
+@document_response(doc.PipelineCancelled)
+@doc.documented(doc.DEVELOPER_DOC)
 async def pipeline_cancel(data: PipelineIdRequest) -> Response:
-    user = await require_developer()
+    user = _developer()
     ended = await services().cancel_pipeline(data.pipeline_id, user.github_login)
     return json_response({"cancelled_jobs": ended})
 
 
 @bp.post("/api/job/restart")
 @validate_request(JobIdRequest)
+@document_response(doc.JobRestarted)
+@doc.documented(doc.DEVELOPER_DOC)
 async def job_restart(data: JobIdRequest) -> Response:
-    await require_developer()
     pipeline_id = await services().restart_job(data.job_id)
     return json_response({"job_id": data.job_id, "pipeline_id": pipeline_id})
 
 
 @bp.get("/api/pipeline/list")
+@document_querystring(doc.PipelineListQuery)
+@document_response(doc.PipelineList)
 async def pipeline_list() -> Response:
     page, per_page = paging()
     result = await services().db.read(
@@ -105,6 +133,8 @@ async def pipeline_list() -> Response:
 
 
 @bp.get("/api/pipeline/info")
+@document_querystring(doc.PipelineIdQuery)
+@document_response(doc.PipelineInfo)
 async def pipeline_info() -> Response:
     pipeline_id = query_int("pipeline_id")
     info = await services().db.read(queries.pipeline_info, pipeline_id)
@@ -114,6 +144,7 @@ async def pipeline_info() -> Response:
 
 
 @bp.get("/api/pipeline/status")
+@document_response(doc.QueueStatus)
 async def pipeline_status() -> Response:
     svc = services()
     live_after = clock.ago(svc.config.heartbeat_timeout)
@@ -123,6 +154,8 @@ async def pipeline_status() -> Response:
 
 
 @bp.get("/api/job/list")
+@document_querystring(doc.JobListQuery)
+@document_response(doc.JobList)
 async def job_list() -> Response:
     page, per_page = paging()
     result = await services().db.read(
@@ -136,6 +169,8 @@ async def job_list() -> Response:
 
 
 @bp.get("/api/job/info")
+@document_querystring(doc.JobIdQuery)
+@document_response(doc.JobInfo)
 async def job_info() -> Response:
     job_id = query_int("job_id")
     info = await services().db.read(queries.job_info, job_id)
@@ -145,6 +180,9 @@ async def job_info() -> Response:
 
 
 @bp.get("/api/job/log")
+@document_querystring(doc.JobLogQuery)
+@document_headers(doc.LogRangeHeaders)
+@doc.documented(doc.JOB_LOG_DOC)
 async def job_log() -> Response:
     svc = services()
     job_id = query_int("job_id")
@@ -178,6 +216,8 @@ async def job_log() -> Response:
 
 
 @bp.get("/api/worker/list")
+@document_querystring(doc.PagingQuery)
+@document_response(doc.WorkerList)
 async def worker_list() -> Response:
     svc = services()
     page, per_page = paging()
@@ -191,6 +231,8 @@ async def worker_list() -> Response:
 
 
 @bp.get("/api/worker/info")
+@document_querystring(doc.WorkerIdQuery)
+@document_response(doc.WorkerInfo)
 async def worker_info() -> Response:
     svc = services()
     worker_id = query_int("worker_id")
@@ -202,6 +244,7 @@ async def worker_info() -> Response:
 
 
 @bp.get("/api/dashboard/status")
+@document_response(doc.Dashboard)
 async def dashboard_status() -> Response:
     svc = services()
     result = await svc.db.read(queries.dashboard, svc.config.archs,

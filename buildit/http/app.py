@@ -4,24 +4,37 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import trio
 from pydantic import ValidationError
 from quart import Blueprint, Response, g, request
 from quart_schema import QuartSchema, RequestSchemaValidationError
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestHeaderFieldsTooLarge
+from werkzeug.routing import IntegerConverter, Map
 
 from buildit import __version__, logs
 from buildit.abbs import AbbsError
 from buildit.errors import BadRequest, DatabaseError, DatabaseUnavailable, RequestError
 from buildit.http import api, worker_api
 from buildit.http.common import error_response
+from buildit.http.openapi import BuildItOpenAPIProvider
 from buildit.services import Services
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("buildit.http.access")
 MAX_BODY = 2 * 1024 * 1024
+MAX_HEADERS = 16 * 1024  # as hypercorn's h11_max_incomplete_size, however the bytes arrived
+BODY_DRAIN_SECS = 5.0
+
+
+class BoundedIntConverter(IntegerConverter):
+    """``<int:...>`` that fits a PostgreSQL bigint (larger: no such route, 404)."""
+
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**62)
+        super().__init__(map, *args, **kwargs)
 
 
 def _describe_validation(error: Exception) -> str:
@@ -49,7 +62,10 @@ def create_app(services: Services, extra_blueprints: Sequence[Blueprint] = ()) -
         swagger_ui_path="/api/docs",
         redoc_ui_path=None,
         scalar_ui_path=None,
+        openapi_provider_class=BuildItOpenAPIProvider,
     )
+    # <int:...> in URLs: ids beyond PostgreSQL's bigint are 404, not a 500 from the query
+    app.url_map.converters["int"] = BoundedIntConverter
     app.register_blueprint(api.bp)
     app.register_blueprint(worker_api.bp)
     for blueprint in extra_blueprints:
@@ -119,9 +135,35 @@ def create_app(services: Services, extra_blueprints: Sequence[Blueprint] = ()) -
         g.buildit_request_start = trio.current_time()
 
     @app.before_request
+    async def _reject_huge_headers() -> None:
+        # hypercorn answers 431 only while the headers are still incomplete: the same
+        # headers arriving in one read got through. Same limit, whatever the segmenting.
+        size = len(request.full_path) + sum(len(k) + len(v) + 4
+                                            for k, v in request.headers.items())
+        if size > MAX_HEADERS:
+            raise RequestHeaderFieldsTooLarge()
+
+    @app.before_request
     async def _reject_nul() -> None:
         if "\x00" in request.path or any("\x00" in v for v in request.args.values()):
             raise BadRequest("the URL must not contain NUL characters")
+
+    @app.after_request
+    async def _finish_body(response: Response) -> Response:
+        # Answering before the request body arrived (401, 405, 415, ...) hangs a
+        # keep-alive connection under hypercorn + quart-trio: the next request on it is
+        # never answered (the close runs in the handler's cancelled nursery). Read the
+        # rest first (at most MAX_BODY, briefly); when that fails, close after answering.
+        complete = False
+        with trio.move_on_after(BODY_DRAIN_SECS):
+            try:
+                await request.body
+                complete = True
+            except HTTPException:  # over MAX_CONTENT_LENGTH
+                pass
+        if not complete:
+            response.headers["Connection"] = "close"
+        return response
 
     @app.after_request
     async def _headers(response: Response) -> Response:

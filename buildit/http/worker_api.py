@@ -8,7 +8,12 @@ from typing import Annotated, Any
 import trio
 from pydantic import BaseModel, Field, StringConstraints
 from quart import Blueprint, Response, request
-from quart_schema import validate_request
+from quart_schema import (
+    document_headers,
+    document_querystring,
+    document_response,
+    validate_request,
+)
 
 from buildit import clock, domain
 from buildit.actors.scheduler import PollTicket, WorkerSpec
@@ -21,6 +26,7 @@ from buildit.errors import (
     Unprocessable,
 )
 from buildit.http import logs
+from buildit.http import openapi as doc
 from buildit.http.common import error_response, json_response, query_int, services
 from buildit.services import secret_matches
 
@@ -121,6 +127,8 @@ def _check_arch(arch: str) -> None:
 
 @bp.post("/api/worker/heartbeat")
 @validate_request(HeartbeatRequest)
+@document_response(doc.JobState)
+@doc.documented(doc.HEARTBEAT_DOC)
 async def heartbeat(data: HeartbeatRequest) -> Response:
     _check_secret(data.worker_secret)
     _check_arch(data.arch)
@@ -130,7 +138,7 @@ async def heartbeat(data: HeartbeatRequest) -> Response:
         state = await svc.db.read(
             queries.attempt_state, data.job_id, data.attempt_token, data.hostname, data.arch
         )
-    await svc.fleet.record(
+    svc.fleet.record(
         queries.HeartbeatRow(
             hostname=data.hostname,
             arch=data.arch,
@@ -168,6 +176,7 @@ async def _worker_id(svc: Any, data: PollRequest) -> int:
 
 @bp.post("/api/worker/poll")
 @validate_request(PollRequest)
+@document_response(doc.PollAnswer)
 async def poll(data: PollRequest) -> Response:
     _check_secret(data.worker_secret)
     _check_arch(data.arch)
@@ -183,6 +192,9 @@ async def poll(data: PollRequest) -> Response:
                         *key)
         svc.fleet.set_holding(key, False)
     wait = min(data.wait_secs or 0.0, svc.config.long_poll_max)
+    scheduler = svc.schedulers[domain.scheduler_arch(data.arch)]
+    if wait <= 0 and scheduler.answers_idle():
+        return json_response(None)  # the queue is known empty: no trip through the actor
     ticket = PollTicket(
         worker=WorkerSpec(
             worker_id=worker_id,
@@ -194,7 +206,6 @@ async def poll(data: PollRequest) -> Response:
         ),
         wait=wait,
     )
-    scheduler = svc.schedulers[domain.scheduler_arch(data.arch)]
     try:
         await scheduler.submit(ticket)
         with trio.move_on_after(wait + 5):
@@ -223,6 +234,7 @@ async def poll(data: PollRequest) -> Response:
 
 @bp.post("/api/worker/job_update")
 @validate_request(JobUpdateRequest)
+@document_response(doc.Empty)
 async def job_update(data: JobUpdateRequest) -> Response:
     _check_secret(data.worker_secret)
     ok, err = data.result.Ok, data.result.Error
@@ -262,6 +274,7 @@ async def job_update(data: JobUpdateRequest) -> Response:
 
 @bp.post("/api/worker/release")
 @validate_request(ReleaseRequest)
+@document_response(doc.Empty)
 async def release(data: ReleaseRequest) -> Response:
     """Extension: a worker shutting down hands its job back for another worker at once."""
     _check_secret(data.worker_secret)
@@ -285,6 +298,10 @@ async def release(data: ReleaseRequest) -> Response:
 
 
 @bp.post("/api/worker/log")
+@document_querystring(doc.LogUploadQuery)
+@document_headers(doc.LogUploadHeaders)
+@document_response(doc.LogSize)
+@doc.documented(doc.LOG_UPLOAD_DOC)
 async def upload_log() -> Response:
     """Extension: append a chunk of a running job's log at a byte offset."""
     svc = services()
