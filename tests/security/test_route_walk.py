@@ -425,3 +425,22 @@ async def test_get_routes_change_nothing(full: Full) -> None:
                 assert r.status_code < 500, (path, r.status_code, r.text[:300])
         assert await settled_rows(full) == before
 
+
+
+@pytest.mark.parametrize("path", ["/api/pipeline/new", "/api/pipeline/cancel",
+                                  "/api/job/restart"])
+async def test_the_developer_token_is_checked_before_the_body(full: Full, path: str) -> None:
+    """A stranger learns nothing from validation messages: 401/403 whatever the body."""
+    with trio.fail_after(30):
+        before = await full.rows()
+        for raw, content_type in ((b"{not json", "application/json"), (b"[]", "application/json"),
+                                  (b"{}", "application/json"), (b"x=1", "text/plain"),
+                                  (b"", "application/json")):
+            for auth, status in ((None, 401), ("Bearer nope", 401),
+                                 (f"Bearer {full.guest_token}", 403)):
+                headers = {"Content-Type": content_type}
+                if auth:
+                    headers["Authorization"] = auth
+                r = await full.client.post(path, content=raw, headers=headers)
+                assert r.status_code == status, (raw, auth, r.status_code, r.text)
+        assert await full.rows() == before
