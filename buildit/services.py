@@ -68,7 +68,7 @@ class Services:
     async def authenticate_token(self, token: str | None) -> queries.User | None:
         if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        return await self.db.run(queries.user_by_token_hash, hash_token(token), clock.now())
+        return await self.db.single(queries.user_by_token_hash, hash_token(token), clock.now())
 
     async def create_pipeline(
         self,
@@ -112,7 +112,10 @@ class Services:
             queries.NewJob(arch, package_str, requirements.get(arch, domain.Requirements()))
             for arch in arch_list
         ]
-        created = await self.db.run(
+        # One statement, unless a front end's notifications are queued with it.
+        front_end = github_pr is not None or telegram_chat_id is not None
+        run = self.db.run if front_end else self.db.single
+        created = await run(
             queries.create_pipeline,
             git_branch=branch,
             git_sha=sha,

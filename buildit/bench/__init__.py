@@ -45,6 +45,9 @@ async def run_bench(size: Size, *, wipe: bool = False, keep_dir: bool = False,
         f["heartbeat_workers"] = size.heartbeat_workers
         f["heartbeat_rps"] = measured["heartbeat"].per_second
         f["idle_poll_rps"] = measured["idle_poll"].per_second
+        # Server CPU per request: steadier than requests/s when the machine is shared.
+        for kind, rate in measured.items():
+            f[f"{kind}_cpu_us"] = rate.cpu_us_per_request
         progress("database transactions per heartbeat and per idle poll")
         requests = scenarios.rate_requests(target, size)
         seconds = max(2.0, size.round_seconds * 2)
@@ -67,6 +70,7 @@ async def run_bench(size: Size, *, wipe: bool = False, keep_dir: bool = False,
         f["e2e_workers"] = size.e2e_workers
         f["e2e_jobs"] = e2e.jobs
         f["e2e_jobs_per_s"] = e2e.per_second
+        f["e2e_cpu_us_per_job"] = e2e.cpu_seconds / e2e.jobs * 1e6
         progress(f"{size.longpoll_workers} long polls held")
         lp = await scenarios.long_polls(target, size)
         f["longpoll_target"] = size.longpoll_workers

@@ -76,6 +76,11 @@ class Rate:
     per_second: float
     requests: int
     seconds: float
+    cpu_seconds: float = 0.0  # the server process's CPU time meanwhile
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_seconds / max(self.requests, 1) * 1e6
 
 
 async def measure_rate(target: Target, requests: Sequence[bytes], *, what: str,
@@ -102,11 +107,11 @@ async def measure_rate(target: Target, requests: Sequence[bytes], *, what: str,
         for i in range(connections):
             await nursery.start(client, i)
         await trio.sleep(warmup)
-        c0, t0 = count, time.perf_counter()
+        c0, t0, u0 = count, time.perf_counter(), target.cpu_seconds()
         await trio.sleep(duration)
-        c1, t1 = count, time.perf_counter()
+        c1, t1, u1 = count, time.perf_counter(), target.cpu_seconds()
         nursery.cancel_scope.cancel()
-    return Rate((c1 - c0) / (t1 - t0), c1 - c0, t1 - t0)
+    return Rate((c1 - c0) / (t1 - t0), c1 - c0, t1 - t0, u1 - u0)
 
 
 @dataclass

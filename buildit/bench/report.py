@@ -63,17 +63,22 @@ def rows(f: dict[str, Any]) -> list[Row]:
     met = {k: ("yes" if v else "NO") for k, v in f["targets"].items()}
     ping, health = f["ping_rps"], f["health_rps"]
     out = [
-        Row("GET /api/ping (no database)", f"{_n(ping)} /s", "", "", "ceiling"),
-        Row("GET /api/health (one query)", f"{_n(health)} /s", "", "", "ceiling"),
+        Row("GET /api/ping (no database)", f"{_n(ping)} /s", _cpu(f, "ping"), "", "ceiling"),
+        Row("GET /api/health (one query)", f"{_n(health)} /s", _cpu(f, "health"), "",
+            "ceiling"),
         Row(f"heartbeats, {_n(f['heartbeat_workers'])} workers",
             f"{_n(f['heartbeat_rps'])} /s", f"ping {_n(ping)} /s",
             f"{f['heartbeat_rps'] / ping:.2f}", f">= {HEARTBEAT_VS_PING} x ping",
             met["heartbeat"]),
+        Row("  server CPU per heartbeat", "", _cpu(f, "heartbeat"),
+            _ratio(f, "ping", "heartbeat")),
         Row("  database transactions / heartbeat", f"{f['heartbeat_db_xacts_per_request']:.4f}",
             "", "", "no write per heartbeat"),
         Row("idle polls (nothing runnable)", f"{_n(f['idle_poll_rps'])} /s",
             f"ping {_n(ping)} /s", f"{f['idle_poll_rps'] / ping:.2f}",
             f">= {IDLE_POLL_VS_PING} x ping", met["idle_poll"]),
+        Row("  server CPU per idle poll", "", _cpu(f, "idle_poll"),
+            _ratio(f, "ping", "idle_poll")),
         Row("  database transactions / idle poll",
             f"{f['idle_poll_db_xacts_per_request']:.4f}", "", "", "no query per poll"),
         Row(f"assignment p50, {f['assign_workers']} waiting", f"{f['assign_p50_ms']:.2f} ms",
@@ -84,6 +89,8 @@ def rows(f: dict[str, Any]) -> list[Row]:
         Row(f"jobs done end to end, {f['e2e_workers']} workers",
             f"{_n(f['e2e_jobs_per_s'])} /s", f"health {_n(health)} /s",
             f"{f['e2e_jobs_per_s'] / health:.2f}", f">= {E2E_VS_HEALTH} x health", met["e2e"]),
+        Row("  server CPU per job", "", f"{f['e2e_cpu_us_per_job'] / 1000:.1f} ms",
+            f"{f['health_cpu_us'] / f['e2e_cpu_us_per_job']:.2f}", "(health CPU / job CPU)"),
         Row("workers held in long poll", _n(f["longpoll_workers"]), "", "",
             f"{_n(f['longpoll_target'])}", met["longpoll"]),
         Row("  server RSS while holding them", f"{f['longpoll_rss_mb']:.0f} MB",
@@ -102,6 +109,15 @@ def rows(f: dict[str, Any]) -> list[Row]:
             met["history_list"]),
     ]
     return out
+
+
+def _cpu(f: dict[str, Any], kind: str) -> str:
+    return f"CPU {f[f'{kind}_cpu_us']:,.0f} us/req"
+
+
+def _ratio(f: dict[str, Any], ceiling: str, kind: str) -> str:
+    """Requests/s the CPU costs allow, as a fraction of the ceiling's."""
+    return f"{f[f'{ceiling}_cpu_us'] / f[f'{kind}_cpu_us']:.2f}"
 
 
 def table(f: dict[str, Any]) -> str:

@@ -108,7 +108,7 @@ async def rates(target: Target, size: Size) -> dict[str, Rate]:
     a figure and its ceiling see the same background load."""
     requests = rate_requests(target, size)
     kinds = list(requests)
-    totals = {k: [0, 0.0] for k in kinds}
+    totals = {k: [0.0, 0.0, 0.0] for k in kinds}  # requests, seconds, server CPU seconds
     for r in range(size.rounds):
         for kind in kinds[r % len(kinds):] + kinds[: r % len(kinds)]:
             rate = await measure_rate(target, requests[kind], what=kind,
@@ -116,7 +116,8 @@ async def rates(target: Target, size: Size) -> dict[str, Rate]:
                                       warmup=size.round_warmup, duration=size.round_seconds)
             totals[kind][0] += rate.requests
             totals[kind][1] += rate.seconds
-    return {k: Rate(n / s, int(n), s) for k, (n, s) in totals.items()}
+            totals[kind][2] += rate.cpu_seconds
+    return {k: Rate(n / s, int(n), s, u) for k, (n, s, u) in totals.items()}
 
 
 async def db_transactions_per_request(target: Target, requests: list[bytes], what: str,
@@ -174,6 +175,7 @@ async def assignment(target: Target, size: Size) -> Assignment:
 class EndToEnd:
     jobs: int
     seconds: float
+    cpu_seconds: float  # the server process's, meanwhile
 
     @property
     def per_second(self) -> float:
@@ -202,14 +204,14 @@ async def end_to_end(target: Target, size: Size) -> EndToEnd:
         with trio.fail_after(60):
             await workers.wait_all_waiting()
         done_before = workers.completed
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), target.cpu_seconds()
         with trio.fail_after(max(120, size.e2e_jobs / 5)):
             async with trio.open_nursery() as creators:
                 for count in per_creator:
                     creators.start_soon(creator, count)
             while workers.completed - done_before < size.e2e_jobs:
                 await workers.wait_completed()
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, target.cpu_seconds() - cpu_start
         nursery.cancel_scope.cancel()
     done = int(await target.sql.fetchval(
         "SELECT count(*) FROM pipelines WHERE id = ANY($1::int8[]) AND status = 'success'",
@@ -217,7 +219,7 @@ async def end_to_end(target: Target, size: Size) -> EndToEnd:
     ))
     if done != size.e2e_jobs:
         raise BenchError(f"end to end: {done} of {size.e2e_jobs} pipelines ended as success")
-    return EndToEnd(size.e2e_jobs, elapsed)
+    return EndToEnd(size.e2e_jobs, elapsed, cpu)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,11 @@ class Target:
                 return int(line.split()[1]) / 1024
         raise BenchError("cannot read the server's memory use")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used, from /proc."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def open_fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 

@@ -65,6 +65,16 @@ class Database:
         """Run a read-only ``fn`` without an explicit transaction."""
         return await self._cross(fn, args, kwargs, readonly=True)
 
+    async def single(
+        self,
+        fn: Callable[Concatenate[Any, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn`` that writes with exactly one statement, atomic on its own: no
+        BEGIN and COMMIT round trips around it."""
+        return await self._cross(fn, args, kwargs, readonly=True)
+
     async def _cross(
         self,
         fn: Callable[..., Awaitable[T]],

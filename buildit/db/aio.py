@@ -77,7 +77,7 @@ async def run_in_transaction(
     readonly: bool,
 ) -> T:
     async with pool.acquire() as conn:
-        if readonly:
+        if readonly:  # or one statement, atomic by itself
             return await fn(conn, *args, **kwargs)
         async with conn.transaction():
             return await fn(conn, *args, **kwargs)

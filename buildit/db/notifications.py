@@ -23,10 +23,18 @@ class JobChange:
     pipeline_id: int
     status: str  # the job's status after the change
     event: str  # created | started | finished | requeued | cancelled | restarted | handed_back
+    # False when the caller knows the pipeline concerns no front end (no GitHub PR, no
+    # Telegram chat): then no producer needs to look, which saves a query each.
+    front_end: bool = True
 
 
 async def job_changed(conn: Conn, changes: Sequence[JobChange], now: datetime) -> None:
     """Queue the notifications these committed-together job changes cause."""
+    changes = [c for c in changes if c.front_end]
+    if not changes:
+        return
+    if not conn.is_in_transaction():
+        raise RuntimeError("job notifications must be queued in the job change's transaction")
     # Front ends add their producers here, e.g.
     #   await github_notifications(conn, changes, now)
     from buildit.db import telegram_queries  # here: telegram_queries imports queries

@@ -99,10 +99,15 @@ async def insert_token(conn: Conn, user_id: int, token_hash: bytes) -> None:
 
 
 async def user_by_token_hash(conn: Conn, token_hash: bytes, now: datetime) -> User | None:
+    """The token's user; its ``last_used_at`` is moved on at most once a minute (one
+    statement: atomic without a transaction, and no write per request)."""
     row = await conn.fetchrow(
-        """UPDATE api_tokens t SET last_used_at = $2
-           FROM users u WHERE t.token_hash = $1 AND u.id = t.user_id
-           RETURNING u.*""",
+        """WITH t AS (SELECT id, user_id, last_used_at FROM api_tokens WHERE token_hash = $1),
+                touched AS (
+                    UPDATE api_tokens SET last_used_at = $2
+                    WHERE id IN (SELECT id FROM t WHERE last_used_at IS NULL
+                                 OR last_used_at < $2::timestamptz - interval '1 minute'))
+           SELECT u.* FROM t JOIN users u ON u.id = t.user_id""",
         token_hash,
         now,
     )
@@ -225,10 +230,33 @@ async def create_pipeline(
     warnings: Sequence[str],
     now: datetime,
 ) -> CreatedPipeline:
-    pipeline_id: int = await conn.fetchval(
-        """INSERT INTO pipelines (git_branch, git_sha, packages, archs, options, source,
-                creator_user_id, github_pr, telegram_chat_id, warnings, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id""",
+    """Insert a pipeline and its jobs, wake the schedulers of other servers and tell
+    live followers, in one statement. Run it with ``Database.single`` unless it may queue
+    notifications (a pipeline of a front end): then in a transaction (``Database.run``)."""
+    if not jobs:
+        raise ValueError("a pipeline needs at least one job")
+    priority = 1 if git_branch == "stable" else 0
+    rows = await conn.fetch(
+        """WITH p AS (
+               INSERT INTO pipelines (git_branch, git_sha, packages, archs, options, source,
+                   creator_user_id, github_pr, telegram_chat_id, warnings, created_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id),
+           j AS (
+               INSERT INTO jobs (pipeline_id, arch, packages, priority, require_min_core,
+                   require_min_total_mem, require_min_total_mem_per_core, require_min_disk,
+                   created_at)
+               SELECT p.id, a, pk, $12, c, m, mc, d, $11
+               FROM p, unnest($13::text[], $14::text[], $15::int4[], $16::int8[],
+                              $17::float8[], $18::int8[])
+                       WITH ORDINALITY AS t(a, pk, c, m, mc, d, n)
+               ORDER BY n
+               RETURNING id, pipeline_id, arch),
+           woken AS (SELECT count(pg_notify($19, w)) AS n FROM unnest($20::text[]) AS w)
+           SELECT j.id, j.pipeline_id, j.arch,
+                  pg_notify($21, '{"job":' || j.id || ',"pipeline":' || j.pipeline_id
+                                 || ',"status":"created"}') AS notified,
+                  (SELECT n FROM woken) AS woken
+           FROM j ORDER BY j.id""",
         git_branch,
         git_sha,
         packages,
@@ -240,29 +268,25 @@ async def create_pipeline(
         telegram_chat_id,
         list(warnings),
         now,
-    )
-    priority = 1 if git_branch == "stable" else 0
-    rows = await conn.fetch(
-        """INSERT INTO jobs (pipeline_id, arch, packages, priority, require_min_core,
-                require_min_total_mem, require_min_total_mem_per_core, require_min_disk,
-                created_at)
-           SELECT $1, a, p, $2, c, m, mc, d, $3
-           FROM unnest($4::text[], $5::text[], $6::int4[], $7::int8[], $8::float8[], $9::int8[])
-                AS t(a, p, c, m, mc, d)
-           RETURNING id, arch""",
-        pipeline_id,
         priority,
-        now,
         [j.arch for j in jobs],
         [j.packages for j in jobs],
         [j.requirements.min_cores for j in jobs],
         [j.requirements.min_total_mem for j in jobs],
         [j.requirements.min_total_mem_per_core for j in jobs],
         [j.requirements.min_disk for j in jobs],
+        WAKE_CHANNEL,
+        sorted({domain.scheduler_arch(j.arch) for j in jobs}),
+        EVENT_CHANNEL,
     )
-    for sched_arch in sorted({domain.scheduler_arch(j.arch) for j in jobs}):
-        await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, sched_arch)
-    await _emit_events(conn, [(r["id"], pipeline_id, "created", "created") for r in rows], now)
+    pipeline_id = rows[0]["pipeline_id"]
+    front_end = github_pr is not None or telegram_chat_id is not None
+    await notifications.job_changed(
+        conn,
+        [notifications.JobChange(r["id"], pipeline_id, "created", "created", front_end)
+         for r in rows],
+        now,
+    )
     return CreatedPipeline(id=pipeline_id, jobs={r["arch"]: r["id"] for r in rows})
 
 
@@ -493,6 +517,7 @@ async def claim_next(
                SELECT id, attempt, $5, $6, $7 FROM claimed)
            SELECT c.id, c.pipeline_id, c.arch, c.packages, c.attempt,
                   p.git_branch, p.git_sha, p.options,
+                  (p.github_pr IS NOT NULL OR p.telegram_chat_id IS NOT NULL) AS front_end,
                   CASE WHEN c.id IS NOT NULL THEN pg_notify($8,
                       '{"job":' || c.id || ',"pipeline":' || c.pipeline_id
                       || ',"status":"running"}') END AS notified,
@@ -515,7 +540,9 @@ async def claim_next(
         return Claim(None, row["more_runnable"])
     job_id, pipeline_id = row["id"], row["pipeline_id"]
     await notifications.job_changed(
-        conn, [notifications.JobChange(job_id, pipeline_id, "running", "started")], now
+        conn,
+        [notifications.JobChange(job_id, pipeline_id, "running", "started", row["front_end"])],
+        now,
     )
     job = ClaimedJob(
         job_id=job_id,
@@ -621,19 +648,27 @@ async def report_result(
     default_log_url: str | None,
     now: datetime,
 ) -> ResultOutcome:
-    """Record a worker's result, fenced by its attempt; a repeat changes nothing."""
+    """Record a worker's result, fenced by its attempt; a repeat changes nothing.
+
+    Three statements: lock the job and its pipeline (two jobs of a pipeline finishing
+    at once then compute its status one after the other), record the result and read
+    the other jobs' statuses, set the pipeline's status and tell live followers.
+    """
     job = await conn.fetchrow(
-        """SELECT j.id, j.pipeline_id, j.status, j.attempt, j.attempt_token, j.arch, j.packages,
-                  j.assigned_worker_id, p.git_branch, p.status AS pipeline_status
+        """SELECT j.id, j.pipeline_id, j.status, j.attempt, j.attempt_token, j.arch,
+                  j.packages, j.assigned_worker_id, p.git_branch, p.status AS pipeline_status,
+                  (p.github_pr IS NOT NULL OR p.telegram_chat_id IS NOT NULL) AS front_end,
+                  (SELECT w.id FROM workers w WHERE w.hostname = $2 AND w.arch = $3)
+                      AS worker_id
            FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id
-           WHERE j.id = $1 FOR UPDATE OF j""",
+           WHERE j.id = $1 FOR UPDATE OF j, p""",
         job_id,
+        hostname,
+        arch,
     )
     if job is None:
         raise NotFound(f"job {job_id} does not exist")
-    worker_id = await conn.fetchval(
-        "SELECT id FROM workers WHERE hostname = $1 AND arch = $2", hostname, arch
-    )
+    worker_id = job["worker_id"]
     token_uuid = _parse_token(token)
     holds = job["status"] == "running" and (
         job["attempt_token"] == token_uuid
@@ -665,13 +700,21 @@ async def report_result(
         )
     status = result.status
     log_url = result.log_url or default_log_url
-    await conn.execute(
-        """UPDATE jobs SET status = $2, build_success = $3, pushpkg_success = $4,
-               successful_packages = $5, failed_package = $6, skipped_packages = $7,
-               package_versions = $8, log_url = $9, elapsed_secs = $10, error_message = $11,
-               finished_at = $12, built_by_worker_id = assigned_worker_id,
-               assigned_worker_id = NULL, attempt_token = NULL
-           WHERE id = $1""",
+    pipeline_id = job["pipeline_id"]
+    others = await conn.fetchval(
+        """WITH finished AS (
+               UPDATE jobs SET status = $2, build_success = $3, pushpkg_success = $4,
+                   successful_packages = $5, failed_package = $6, skipped_packages = $7,
+                   package_versions = $8, log_url = $9, elapsed_secs = $10,
+                   error_message = $11, finished_at = $12,
+                   built_by_worker_id = assigned_worker_id,
+                   assigned_worker_id = NULL, attempt_token = NULL
+               WHERE id = $1),
+           attempt AS (
+               UPDATE job_attempts SET outcome = $2, result = $14, ended_at = $12
+               WHERE job_id = $1 AND attempt = $13)
+           SELECT coalesce(array_agg(status), '{}') FROM jobs
+           WHERE pipeline_id = $15 AND id <> $1""",
         job_id,
         status,
         None if result.error is not None else result.build_success,
@@ -684,21 +727,32 @@ async def report_result(
         result.elapsed_secs,
         result.error,
         now,
-    )
-    await conn.execute(
-        """UPDATE job_attempts SET outcome = $3, result = $4, ended_at = $5
-           WHERE job_id = $1 AND attempt = $2""",
-        job_id,
         job["attempt"],
-        status,
         payload,
-        now,
+        pipeline_id,
     )
     if job["git_branch"] == "stable":
         await _record_packages(conn, job_id, job["arch"], job["packages"], result, now)
-    pipeline_status = await refresh_pipeline_status(conn, job["pipeline_id"], now)
-    await _emit_events(conn, [(job_id, job["pipeline_id"], status, "finished")], now)
-    return ResultOutcome(job_id, job["pipeline_id"], status, pipeline_status, duplicate=False)
+    pipeline_status = domain.pipeline_status([*others, status])
+    await conn.execute(
+        """WITH refreshed AS (
+               UPDATE pipelines SET status = $2,
+                   finished_at = CASE WHEN $2 = 'running' THEN NULL
+                                      ELSE coalesce(finished_at, $3) END
+               WHERE id = $1 AND status IS DISTINCT FROM $2)
+           SELECT pg_notify($4, $5)""",
+        pipeline_id,
+        pipeline_status,
+        now,
+        EVENT_CHANNEL,
+        f'{{"job":{job_id},"pipeline":{pipeline_id},"status":"{status}"}}',
+    )
+    await notifications.job_changed(
+        conn,
+        [notifications.JobChange(job_id, pipeline_id, status, "finished", job["front_end"])],
+        now,
+    )
+    return ResultOutcome(job_id, pipeline_id, status, pipeline_status, duplicate=False)
 
 
 def _parse_token(token: str | None) -> uuid.UUID | None:
