@@ -118,6 +118,14 @@ def pipeline_status(job_statuses: Iterable[str]) -> str:
     return "running"
 
 
+# ``pipeline_status`` in SQL, over a text[] of job statuses written as ``{statuses}``
+# (tests/test_domain_sql.py checks the two agree on every mix of statuses).
+PIPELINE_STATUS_SQL = """CASE WHEN 'error' = ANY({statuses}) THEN 'error'
+     WHEN 'failed' = ANY({statuses}) THEN 'failed'
+     WHEN cardinality({statuses}) > 0 AND {statuses} <@ ARRAY['success'] THEN 'success'
+     ELSE 'running' END"""
+
+
 def job_status_from_result(build_success: bool, pushpkg_success: bool) -> str:
     return "success" if build_success and pushpkg_success else "failed"
 

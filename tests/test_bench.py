@@ -43,6 +43,18 @@ async def test_bench_tiny_prints_every_figure_as_json(aio_loop: None, database_u
         assert await sql.fetchval("SELECT count(*) FROM pipelines") == 0
 
 
+def test_the_default_size_is_full_and_quick_picks_quick() -> None:
+    import argparse
+
+    from buildit.bench import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    assert parser.parse_args(["bench"]).size == "full"
+    assert parser.parse_args(["bench", "--quick"]).size == "quick"
+    assert parser.parse_args(["bench", "--size", "tiny"]).size == "tiny"
+
+
 def test_percentile_is_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 0.5) == 50.0

@@ -33,7 +33,8 @@ def register(sub: Any) -> None:
                    help="empty BUILDIT_DATABASE_URL's database first if it holds pipelines")
     p.add_argument("--keep-dir", action="store_true",
                    help="keep the temporary directory (server log, embedded database)")
-    p.set_defaults(func=cmd_bench)
+    # After the group: --quick's default (None) would otherwise win over --size's.
+    p.set_defaults(func=cmd_bench, size=FULL.name)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -55,19 +55,30 @@ def encode_request(
 class Connection:
     """One keep-alive connection. ``request`` = ``send`` then ``receive``."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.SocketStream, host: str, port: int) -> None:
         self._stream = stream
         self._buf = bytearray()
+        self._address = (host, port)
+        # The server said ``Connection: close`` (hypercorn does after 1,000 requests on
+        # one connection): the next request goes over a new one, as browsers do.
+        self._closing = False
+        self.reconnects = 0
 
     @classmethod
     async def open(cls, host: str, port: int) -> Connection:
-        return cls(await trio.open_tcp_stream(host, port))
+        return cls(await trio.open_tcp_stream(host, port), host, port)
 
     async def request(self, raw: bytes) -> Reply:
-        await self._stream.send_all(raw)
+        await self.send(raw)
         return await self.receive()
 
     async def send(self, raw: bytes) -> None:
+        if self._closing:
+            await self._stream.aclose()
+            self._stream = await trio.open_tcp_stream(*self._address)
+            self._buf.clear()
+            self._closing = False
+            self.reconnects += 1
         await self._stream.send_all(raw)
 
     async def _fill(self) -> None:
@@ -96,6 +107,8 @@ class Connection:
                 length = int(value)
             elif lname == "transfer-encoding" and "chunked" in value.lower():
                 chunked = True
+            elif lname == "connection" and value.strip().lower() == "close":
+                self._closing = True
         if chunked:
             return Reply(status, await self._read_chunked())
         if length is None:

@@ -650,9 +650,9 @@ async def report_result(
 ) -> ResultOutcome:
     """Record a worker's result, fenced by its attempt; a repeat changes nothing.
 
-    Three statements: lock the job and its pipeline (two jobs of a pipeline finishing
-    at once then compute its status one after the other), record the result and read
-    the other jobs' statuses, set the pipeline's status and tell live followers.
+    Two statements: lock the job and its pipeline (two jobs of a pipeline finishing at
+    once then compute its status one after the other); then record the result, set the
+    pipeline's status from its jobs' and tell live followers.
     """
     job = await conn.fetchrow(
         """SELECT j.id, j.pipeline_id, j.status, j.attempt, j.attempt_token, j.arch,
@@ -701,7 +701,10 @@ async def report_result(
     status = result.status
     log_url = result.log_url or default_log_url
     pipeline_id = job["pipeline_id"]
-    others = await conn.fetchval(
+    # The pipeline row is locked (above), so the other jobs' statuses read here are
+    # the latest: a sibling finishing meanwhile waits for our commit.
+    statuses = "(array_agg(status) FILTER (WHERE id <> $1) || $2::text)"
+    pipeline_status = await conn.fetchval(
         """WITH finished AS (
                UPDATE jobs SET status = $2, build_success = $3, pushpkg_success = $4,
                    successful_packages = $5, failed_package = $6, skipped_packages = $7,
@@ -712,9 +715,16 @@ async def report_result(
                WHERE id = $1),
            attempt AS (
                UPDATE job_attempts SET outcome = $2, result = $14, ended_at = $12
-               WHERE job_id = $1 AND attempt = $13)
-           SELECT coalesce(array_agg(status), '{}') FROM jobs
-           WHERE pipeline_id = $15 AND id <> $1""",
+               WHERE job_id = $1 AND attempt = $13),
+           computed AS (
+               SELECT """ + domain.PIPELINE_STATUS_SQL.format(statuses=statuses) + """ AS s
+               FROM jobs WHERE pipeline_id = $15),
+           refreshed AS (
+               UPDATE pipelines p SET status = computed.s,
+                   finished_at = CASE WHEN computed.s = 'running' THEN NULL
+                                      ELSE coalesce(p.finished_at, $12) END
+               FROM computed WHERE p.id = $15 AND p.status IS DISTINCT FROM computed.s)
+           SELECT computed.s, pg_notify($16, $17) FROM computed""",
         job_id,
         status,
         None if result.error is not None else result.build_success,
@@ -730,23 +740,11 @@ async def report_result(
         job["attempt"],
         payload,
         pipeline_id,
-    )
-    if job["git_branch"] == "stable":
-        await _record_packages(conn, job_id, job["arch"], job["packages"], result, now)
-    pipeline_status = domain.pipeline_status([*others, status])
-    await conn.execute(
-        """WITH refreshed AS (
-               UPDATE pipelines SET status = $2,
-                   finished_at = CASE WHEN $2 = 'running' THEN NULL
-                                      ELSE coalesce(finished_at, $3) END
-               WHERE id = $1 AND status IS DISTINCT FROM $2)
-           SELECT pg_notify($4, $5)""",
-        pipeline_id,
-        pipeline_status,
-        now,
         EVENT_CHANNEL,
         f'{{"job":{job_id},"pipeline":{pipeline_id},"status":"{status}"}}',
     )
+    if job["git_branch"] == "stable":
+        await _record_packages(conn, job_id, job["arch"], job["packages"], result, now)
     await notifications.job_changed(
         conn,
         [notifications.JobChange(job_id, pipeline_id, status, "finished", job["front_end"])],
