@@ -48,6 +48,7 @@ and the database pool.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -83,7 +84,16 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 POLL_ROUTE = "/api/worker/poll"
 JOB_UPDATE_ROUTE = "/api/worker/job_update"
 MAX_PENDING_CLAIMS = 10_000
-_RECENT_RESULTS = 4096
+_RECENT_RESULTS = 4096  # results remembered (as 16-byte digests) to count each once
+
+
+def result_digest(body: dict[str, Any]) -> bytes:
+    """What identifies a delivery of a result, in 16 bytes whatever the result's size: the
+    job, the attempt (its token, else the worker) and the result itself."""
+    who = body.get("attempt_token") or f"{body.get('hostname')}/{body.get('arch')}"
+    digest = hashlib.blake2b(repr((body.get("job_id"), who)).encode(), digest_size=16)
+    digest.update(orjson.dumps(body.get("result"), option=orjson.OPT_SORT_KEYS))
+    return digest.digest()
 
 
 # ------------------------------------------------------------------ the database side
@@ -343,7 +353,8 @@ class Metrics:
         self.registry.register(self._collector)  # type: ignore[arg-type]
         self._claims: list[tuple[int, int]] = []
         self.claims_dropped = 0
-        self._recent_results: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+        # digests of the latest results counted, oldest first (see ``result_digest``)
+        self._recent_results: OrderedDict[bytes, None] = OrderedDict()
         self._scrape_lock = trio.Lock()
         self.blueprint = self._make_blueprint()
 
@@ -364,9 +375,7 @@ class Metrics:
         label = result_label(result)
         if label is None:
             return
-        key = (body.get("job_id"), body.get("attempt_token") or
-               f"{body.get('hostname')}/{body.get('arch')}",
-               orjson.dumps(result, option=orjson.OPT_SORT_KEYS))
+        key = result_digest(body)
         if key in self._recent_results:
             return  # the same result delivered again
         self._recent_results[key] = None

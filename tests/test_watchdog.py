@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import trio
@@ -9,7 +10,7 @@ import trio.testing
 
 from buildit import clock
 from buildit.actors.watchdog import Watchdog
-from buildit.db import queries
+from buildit.db import github_queries, queries, telegram_queries
 from tests.conftest import SHA, ticker
 
 
@@ -117,4 +118,64 @@ async def test_watchdog_moves_to_the_survivor(
             died = trio.current_time()
             await second.wait_leader()
             assert trio.current_time() - died <= 10 + 2  # within one period
+            nursery.cancel_scope.cancel()
+
+
+async def _deliveries(conn: Any) -> set[tuple[str, str]]:
+    rows = await conn.fetch("SELECT source, delivery_id FROM webhook_deliveries")
+    return {(r["source"], r["delivery_id"]) for r in rows}
+
+
+async def test_old_webhook_deliveries_are_pruned_hourly(
+    db: Any, virtual_clock: trio.testing.MockClock
+) -> None:
+    hour, day = 3600, 24 * 3600
+
+    async def minute_ticker() -> None:  # bounds the clock's jumps to a minute
+        while True:
+            await trio.sleep(60)
+
+    with trio.fail_after(10 * day):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(minute_ticker)
+            start = clock.now()
+            ages = {  # seconds before the start
+                ("github", "old"): 8 * day,
+                ("github", "just-past"): 7 * day + 60,
+                ("github", "recent"): hour,
+                ("telegram", "1"): 30 * day,
+                ("telegram", "2"): 7 * day - 30 * 60,  # a week old half an hour on
+                ("telegram", "3"): 0,
+            }
+            for (source, key), age in ages.items():
+                when = start - timedelta(seconds=age)
+                if source == "github":
+                    assert await db.run(github_queries.record_delivery, key, when)
+                else:
+                    assert await db.run(telegram_queries.record_update, int(key), when)
+            # more than a batch of old ones
+            for n in range(25):
+                await db.run(github_queries.record_delivery, f"ancient-{n}",
+                             start - timedelta(days=60))
+
+            watchdog = Watchdog(db, timeout=60, period=60, max_lost_attempts=3,
+                                prune_batch=10)
+            started = trio.current_time()
+            await nursery.start(watchdog.run)
+            await watchdog.wait_leader()
+            while watchdog.prunings == 0:
+                await trio.sleep(1)
+            # at once when it leads: what is older than a week goes, the rest stays
+            assert trio.current_time() - started <= 2 * 60
+            assert await db.read(_deliveries) == {
+                ("github", "recent"), ("telegram", "2"), ("telegram", "3")}
+            assert watchdog.deliveries_pruned == 28
+
+            # then once an hour (not every period): two hours on, the Telegram update
+            # of almost a week is past the week too
+            await trio.sleep(2 * hour)
+            assert await db.read(_deliveries) == {("github", "recent"), ("telegram", "3")}
+            stats = watchdog.statistics()
+            assert stats.deliveries_pruned == 29
+            assert stats.prunings in (2, 3) and stats.ticks >= 100
             nursery.cancel_scope.cancel()

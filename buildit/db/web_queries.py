@@ -41,11 +41,6 @@ def _web_user(row: Any) -> WebUser:
     )
 
 
-async def user_by_id(conn: Conn, user_id: int) -> WebUser | None:
-    row = await conn.fetchrow("SELECT * FROM users WHERE id = $1", user_id)
-    return _web_user(row) if row else None
-
-
 async def upsert_github_user(
     conn: Conn, *, github_login: str, github_id: int, avatar_url: str | None, role: str,
     now: datetime,
@@ -114,6 +109,39 @@ async def link_telegram(conn: Conn, user_id: int, chat_id: int) -> None:
         chat_id, user_id,
     )
     await conn.execute("UPDATE users SET telegram_chat_id = $2 WHERE id = $1", user_id, chat_id)
+
+
+# ---------------------------------------------------------------- web_sessions
+
+
+async def start_web_session(
+    conn: Conn, *, user_id: int, id_hash: bytes, replaces: bytes | None, now: datetime,
+    expires_at: datetime,
+) -> None:
+    """Store a new session (the SHA-256 of its id); the one it replaces and every expired
+    session go."""
+    await conn.execute("DELETE FROM web_sessions WHERE expires_at <= $1", now)
+    if replaces is not None:
+        await conn.execute("DELETE FROM web_sessions WHERE id_hash = $1", replaces)
+    await conn.execute(
+        """INSERT INTO web_sessions (id_hash, user_id, created_at, expires_at)
+           VALUES ($1, $2, $3, $4)""",
+        id_hash, user_id, now, expires_at,
+    )
+
+
+async def session_user(conn: Conn, id_hash: bytes, now: datetime) -> WebUser | None:
+    """The user of a session that exists and has not expired."""
+    row = await conn.fetchrow(
+        """SELECT u.* FROM web_sessions s JOIN users u ON u.id = s.user_id
+           WHERE s.id_hash = $1 AND s.expires_at > $2""",
+        id_hash, now,
+    )
+    return _web_user(row) if row else None
+
+
+async def end_web_session(conn: Conn, id_hash: bytes) -> None:
+    await conn.execute("DELETE FROM web_sessions WHERE id_hash = $1", id_hash)
 
 
 # ---------------------------------------------------------------- dashboard

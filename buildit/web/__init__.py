@@ -21,11 +21,10 @@ from quart_auth import QuartAuth
 
 from buildit.services import Services
 from buildit.web import actions, live, login, pages  # noqa: F401  (register the routes)
+from buildit.web.auth import SESSION_DAYS
 from buildit.web.blueprint import bp as blueprint
 from buildit.web.config import WebConfig
 from buildit.web.state import WebState
-
-SESSION_DAYS = 30
 
 __all__ = ["WebConfig", "blueprint", "init_app"]
 

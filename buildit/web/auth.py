@@ -1,9 +1,11 @@
 """Who is asking, and may they: sessions, roles, CSRF.
 
-- The quart-auth cookie names the user (``users.id``); the Quart session cookie holds
-  the CSRF token, the OAuth ``state`` during a login and the user's GitHub token,
-  encrypted (``WebState.seal``). Both are signed with the session secret, HttpOnly,
-  SameSite=Lax, and Secure when the public URL is https.
+- The quart-auth cookie carries a random session id; the session lives on the server
+  (``web_sessions``, by the SHA-256 of the id) for ``SESSION_DAYS``, and logging out
+  deletes it, so a copy of the cookies taken before the logout is worthless after it.
+  The Quart session cookie holds the CSRF token, the OAuth ``state`` during a login
+  and the user's GitHub token, encrypted (``WebState.seal``). Both are signed with the
+  session secret, HttpOnly, SameSite=Lax, and Secure when the public URL is https.
 - The role is read from the database on every request. When it was checked against
   GitHub longer ago than ``role_max_age``, membership is asked again with the stored
   token; a revoked token logs the user out; GitHub being unreachable keeps the role
@@ -15,6 +17,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import secrets
@@ -34,6 +37,7 @@ from buildit.web.state import services, web_state
 log = logging.getLogger(__name__)
 ROLE_RETRY_AFTER = 300.0  # s before a failed role check is tried again
 ROLE_CHECK_LIMIT = 10.0  # s a role check may take before the page goes on without it
+SESSION_DAYS = 30  # a login lasts this long (the cookies and the server-side session)
 
 ANONYMOUS, GUEST, DEVELOPER = "anonymous", "guest", "developer"
 
@@ -63,20 +67,45 @@ async def check_csrf() -> None:
         )
 
 
-def start_session(user: WebUser, github_token: str) -> None:
-    """After a successful GitHub login."""
+def _session_key(session_id: str) -> bytes:
+    """What ``web_sessions`` stores of a session id: its SHA-256."""
+    return hashlib.sha256(session_id.encode()).digest()
+
+
+async def start_session(user: WebUser, github_token: str) -> None:
+    """After a successful GitHub login: a new session; the browser's previous one ends."""
+    previous = current_user.auth_id
+    session_id = secrets.token_urlsafe(32)
+    now = clock.now()
+    await services().db.run(
+        web_queries.start_web_session,
+        user_id=user.id,
+        id_hash=_session_key(session_id),
+        replaces=_session_key(previous) if previous else None,
+        now=now,
+        expires_at=now + timedelta(days=SESSION_DAYS),
+    )
     session.clear()
     session.permanent = True
     session["csrf"] = secrets.token_urlsafe(32)
     session["gh"] = web_state().seal(github_token)
-    login_user(AuthUser(str(user.id)), remember=True)
+    login_user(AuthUser(session_id), remember=True)
     g.web_user = user
 
 
-def end_session() -> None:
+def _drop_cookies() -> None:
     session.clear()
     logout_user()
     g.web_user = None
+
+
+async def end_session() -> None:
+    """Log out: the session is deleted on the server first, then the browser is told to
+    drop its cookies (which no longer work anywhere)."""
+    session_id = current_user.auth_id
+    if session_id:
+        await services().db.run(web_queries.end_web_session, _session_key(session_id))
+    _drop_cookies()
 
 
 async def _refresh_role(user: WebUser) -> WebUser | None:
@@ -115,20 +144,18 @@ async def load_user() -> WebUser | None:
         cached: WebUser | None = g.web_user
         return cached
     user: WebUser | None = None
-    auth_id = current_user.auth_id
-    if auth_id is not None:
-        try:
-            user_id = int(auth_id)
-        except ValueError:
-            user_id = 0
-        if user_id > 0:
-            user = await services().db.read(web_queries.user_by_id, user_id)
-        max_age = timedelta(seconds=web_state().config.role_max_age)
-        if user is not None and (user.role_checked_at is None
-                                 or clock.now() - user.role_checked_at > max_age):
-            user = await _refresh_role(user)
+    session_id = current_user.auth_id
+    if session_id:
+        user = await services().db.read(web_queries.session_user, _session_key(session_id),
+                                        clock.now())
         if user is None:
-            end_session()
+            _drop_cookies()  # logged out, expired or unknown: nothing to delete
+        else:
+            max_age = timedelta(seconds=web_state().config.role_max_age)
+            if user.role_checked_at is None or clock.now() - user.role_checked_at > max_age:
+                user = await _refresh_role(user)
+                if user is None:
+                    await end_session()
     g.web_user = user
     return user
 

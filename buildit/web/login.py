@@ -64,12 +64,12 @@ async def login_callback() -> Response:
         role=auth.DEVELOPER if member else auth.GUEST,
         now=clock.now(),
     )
-    auth.start_session(user, token)
+    await auth.start_session(user, token)
     log.info("%s logged in as %s", user.github_login, user.role)
     return see_other(next_url)
 
 
 @bp.post("/logout")
 async def logout() -> Response:
-    auth.end_session()
+    await auth.end_session()
     return see_other("/")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from buildit import clock
 from buildit.db import queries
-from buildit.metrics import result_label
+from buildit.metrics import Metrics, result_label
 from tests.conftest import SHA, heartbeat_body, ok_result, worker_body
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -149,3 +149,37 @@ def test_result_labels() -> None:
     assert result_label(ok_result("bash", pushpkg_success=False)) == "failed"
     assert result_label({"Error": "boom"}) == "error"
     assert result_label({"Ok": None}) is None and result_label("x") is None
+
+
+def test_results_are_counted_once_in_a_bounded_memory() -> None:
+    """Repeated deliveries count once; what is remembered of each result is a 16-byte
+    digest, however big the result, and only the latest 4096 are remembered."""
+    metrics = Metrics(cast(Any, None))  # no scrape here: services are not needed
+
+    def counted() -> float:
+        return metrics.registry.get_sample_value(
+            "buildit_job_results_total", {"arch": "amd64", "result": "success"}) or 0.0
+
+    def body(job_id: int, *packages: str, token: str = "tok") -> dict[str, Any]:
+        return {"hostname": "w1", "arch": "amd64", "job_id": job_id,
+                "attempt_token": token, "result": ok_result(*packages)}
+
+    huge = [f"package-{i}" for i in range(5000)]
+    metrics.note_result(body(1, *huge))
+    metrics.note_result(body(1, *huge))
+    assert counted() == 1
+    # another result, attempt or job is another delivery
+    metrics.note_result(body(1, *huge[:-1]))
+    metrics.note_result(body(1, *huge, token="tok2"))
+    metrics.note_result(body(2, *huge))
+    assert counted() == 4
+    remembered = metrics._recent_results
+    assert all(isinstance(key, bytes) and len(key) == 16 for key in remembered)
+    for job_id in range(100, 100 + 4096):
+        metrics.note_result(body(job_id, "bash"))
+    assert counted() == 4 + 4096
+    assert len(remembered) == 4096
+    metrics.note_result(body(100 + 4095, "bash"))  # still remembered
+    assert counted() == 4 + 4096
+    metrics.note_result(body(1, *huge))  # forgotten: counted again
+    assert counted() == 4 + 4096 + 1

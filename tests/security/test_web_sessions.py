@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import trio
 
 from tests.conftest import SHA
@@ -106,10 +105,6 @@ async def test_logout_ends_the_session_in_the_browser(full: Full) -> None:
         assert await full.rows() == rows
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "LIMITATION (buildit/web): sessions are stateless signed cookies (Quart session + "
-    "quart-auth); logout only tells the browser to drop them, so a copy of the cookies "
-    "taken before the logout stays valid until it expires (30 days)"))
 async def test_cookies_copied_before_logout_are_dead_after_it(full: Full) -> None:
     with trio.fail_after(30):
         browser = await full.login("alice")
@@ -123,4 +118,73 @@ async def test_cookies_copied_before_logout_are_dead_after_it(full: Full) -> Non
         rows = await full.rows()
         r = await thief.post("/pipelines/new", data={**FORM, "csrf_token": csrf})
         assert r.status_code == 403, "the cookies of a logged-out session still work"
+        assert await full.rows() == rows
+        r = await thief.get("/account/token")
+        assert "Log out" not in r.text  # the page shows no one logged in
+        assert await full.db.read(_session_count) == 0
+
+
+async def _session_count(conn: Any) -> int:
+    count: int = await conn.fetchval("SELECT count(*) FROM web_sessions")
+    return count
+
+
+async def test_logout_ends_only_its_own_session(full: Full) -> None:
+    """Alice logged in twice (two browsers); logging out in one leaves the other, and
+    copies of the other's cookies, working."""
+    with trio.fail_after(30):
+        here = await full.login("alice")
+        there = await full.login("alice")
+        copy = full.browser()
+        for cookie in here.cookies.jar:
+            copy.cookies.set(cookie.name, cookie.value)
+        csrf_here, csrf_there = await full.csrf(here), await full.csrf(there)
+        assert await full.db.read(_session_count) == 2
+        r = await there.post("/logout", data={"csrf_token": csrf_there})
+        assert r.status_code == 303
+        assert await full.db.read(_session_count) == 1
+        for client in (here, copy):
+            before = await full.rows()
+            r = await client.post("/pipelines/new", data={**FORM, "csrf_token": csrf_here})
+            assert r.status_code == 303, r.text[:300]
+            assert await full.rows() != before
+
+
+async def _expire_sessions(conn: Any) -> None:
+    await conn.execute("UPDATE web_sessions SET expires_at = now() - interval '1 second'")
+
+
+async def test_an_expired_session_is_refused_and_pruned_at_the_next_login(full: Full) -> None:
+    with trio.fail_after(30):
+        alice = await full.login("alice")
+        csrf = await full.csrf(alice)
+        await full.db.run(_expire_sessions)
+        rows = await full.rows()
+        r = await alice.post("/pipelines/new", data={**FORM, "csrf_token": csrf})
+        assert r.status_code == 403, r.text[:300]
+        assert await full.rows() == rows
+        assert await full.db.read(_session_count) == 1
+        # the next login (anyone's) deletes expired sessions
+        gus = await full.login("gus")
+        assert await full.db.read(_session_count) == 1
+        r = await gus.get("/account/token")
+        assert r.status_code == 200 and "Log out" in r.text
+
+
+async def test_a_second_login_in_one_browser_ends_its_first_session(full: Full) -> None:
+    with trio.fail_after(30):
+        browser = await full.login("alice")
+        first = {c.name: c.value for c in browser.cookies.jar}
+        csrf = await full.csrf(browser)
+        r = await browser.get("/login")
+        r = await browser.get(r.headers["location"] + "&login=alice")
+        r = await browser.get(r.headers["location"])
+        assert r.status_code == 303
+        assert await full.db.read(_session_count) == 1
+        old = full.browser()
+        for name, value in first.items():
+            old.cookies.set(name, value)
+        rows = await full.rows()
+        r = await old.post("/pipelines/new", data={**FORM, "csrf_token": csrf})
+        assert r.status_code == 403
         assert await full.rows() == rows

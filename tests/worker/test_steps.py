@@ -127,3 +127,14 @@ async def test_leftovers_holding_the_output_are_killed(
         assert result.ok
         await wait_for(lambda: process_gone(pids[0]))
     assert "still hold its output" in log.getvalue().decode()
+
+
+async def test_a_step_cancelled_before_it_starts_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    log = JobLog(max_bytes=1 << 20)
+    with trio.fail_after(5):
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await run_step(["touch", str(marker)], cwd=tmp_path, log=log)
+    assert scope.cancelled_caught
+    assert not marker.exists()
