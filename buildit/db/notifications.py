@@ -1,10 +1,13 @@
 """ASYNCIO-FLAVOURED: which notifications a job change puts in the outbox.
 
 ``job_changed`` runs inside the transaction of every job change (created, started,
-finished, requeued, cancelled, restarted, handed back), so a notification is stored
-exactly when the change commits. Each front end that notifies adds its producer
-below; a producer looks at the pipeline (``github_pr``, ``telegram_chat_id``, ...)
-and enqueues rows with ``queries.enqueue`` when they concern it.
+finished, requeued, cancelled, restarted, handed back) of a pipeline that has a front
+end, so a notification is stored exactly when the change commits. Changes the caller
+knows concern no front end (``front_end=False``) are dropped at once, so such job
+changes may run as single statements outside a transaction. Each front end that
+notifies adds its producer below; a producer looks at the pipeline (``github_pr``,
+``telegram_chat_id``, ...) and enqueues rows with ``queries.enqueue`` when they
+concern it.
 """
 
 from __future__ import annotations

@@ -102,11 +102,13 @@ async def user_by_token_hash(conn: Conn, token_hash: bytes, now: datetime) -> Us
     """The token's user; its ``last_used_at`` is moved on at most once a minute (one
     statement: atomic without a transaction, and no write per request)."""
     row = await conn.fetchrow(
-        """WITH t AS (SELECT id, user_id, last_used_at FROM api_tokens WHERE token_hash = $1),
+        """WITH t AS (SELECT id, user_id FROM api_tokens WHERE token_hash = $1),
                 touched AS (
-                    UPDATE api_tokens SET last_used_at = $2
-                    WHERE id IN (SELECT id FROM t WHERE last_used_at IS NULL
-                                 OR last_used_at < $2::timestamptz - interval '1 minute'))
+                    -- The age test is on the row updated (re-checked after a wait on
+                    -- its lock), so requests racing at the minute's end write it once.
+                    UPDATE api_tokens a SET last_used_at = $2 FROM t
+                    WHERE a.id = t.id AND (a.last_used_at IS NULL
+                          OR a.last_used_at < $2::timestamptz - interval '1 minute'))
            SELECT u.* FROM t JOIN users u ON u.id = t.user_id""",
         token_hash,
         now,
@@ -235,6 +237,9 @@ async def create_pipeline(
     notifications (a pipeline of a front end): then in a transaction (``Database.run``)."""
     if not jobs:
         raise ValueError("a pipeline needs at least one job")
+    front_end = github_pr is not None or telegram_chat_id is not None
+    if front_end and not conn.is_in_transaction():
+        raise RuntimeError("a front end's pipeline must be created in a transaction")
     priority = 1 if git_branch == "stable" else 0
     rows = await conn.fetch(
         """WITH p AS (
@@ -280,7 +285,6 @@ async def create_pipeline(
         EVENT_CHANNEL,
     )
     pipeline_id = rows[0]["pipeline_id"]
-    front_end = github_pr is not None or telegram_chat_id is not None
     await notifications.job_changed(
         conn,
         [notifications.JobChange(r["id"], pipeline_id, "created", "created", front_end)
@@ -293,7 +297,7 @@ async def create_pipeline(
 async def refresh_pipeline_status(conn: Conn, pipeline_id: int, now: datetime) -> str:
     # Lock the pipeline first: two jobs finishing at once must not both compute the
     # status from a view in which the other is still running.
-    await conn.execute("SELECT 1 FROM pipelines WHERE id = $1 FOR UPDATE", pipeline_id)
+    await conn.execute("SELECT 1 FROM pipelines WHERE id = $1 FOR NO KEY UPDATE", pipeline_id)
     statuses = [
         r["status"]
         for r in await conn.fetch("SELECT status FROM jobs WHERE pipeline_id = $1", pipeline_id)
@@ -313,14 +317,24 @@ async def refresh_pipeline_status(conn: Conn, pipeline_id: int, now: datetime) -
 
 async def cancel_pipeline(conn: Conn, pipeline_id: int, by: str, now: datetime) -> list[int]:
     """End every unfinished job of a pipeline as error; returns the job ids ended."""
-    exists = await conn.fetchval("SELECT 1 FROM pipelines WHERE id = $1 FOR UPDATE", pipeline_id)
+    # Jobs first, then the pipeline: the order every other path takes (a result locks
+    # its job, then the pipeline), so a cancel and a result never wait on each other.
+    await conn.execute(
+        """SELECT 1 FROM jobs WHERE pipeline_id = $1 AND status IN ('created', 'running')
+           ORDER BY id FOR NO KEY UPDATE""",
+        pipeline_id,
+    )
+    exists = await conn.fetchval(
+        "SELECT 1 FROM pipelines WHERE id = $1 FOR NO KEY UPDATE", pipeline_id
+    )
     if not exists:
         raise NotFound(f"pipeline {pipeline_id} does not exist")
     message = f"cancelled by {by}"
     rows = await conn.fetch(
         """WITH ended AS (
                SELECT id, attempt, status AS old_status FROM jobs
-               WHERE pipeline_id = $1 AND status IN ('created', 'running') FOR UPDATE)
+               WHERE pipeline_id = $1 AND status IN ('created', 'running')
+               FOR NO KEY UPDATE)
            UPDATE jobs j SET status = 'error', error_message = $2, finished_at = $3,
                   assigned_worker_id = NULL, attempt_token = NULL
            FROM ended WHERE j.id = ended.id
@@ -661,7 +675,7 @@ async def report_result(
                   (SELECT w.id FROM workers w WHERE w.hostname = $2 AND w.arch = $3)
                       AS worker_id
            FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id
-           WHERE j.id = $1 FOR UPDATE OF j, p""",
+           WHERE j.id = $1 FOR NO KEY UPDATE OF j, p""",
         job_id,
         hostname,
         arch,
@@ -788,7 +802,7 @@ async def _record_packages(
             entries[result.failed_package] = ("failed", None)
     if not entries:
         return
-    names = list(entries)
+    names = sorted(entries)  # one order for every writer: no deadlock between two
     await conn.execute(
         """INSERT INTO packages AS p (name, arch, version, last_job_id, last_result, updated_at)
            SELECT n, $2, v, $3, r, $4 FROM unnest($1::text[], $5::text[], $6::text[]) AS t(n, r, v)

@@ -16,7 +16,10 @@ from datetime import timedelta
 
 import httpx
 import trio
+from itsdangerous import URLSafeTimedSerializer
 from quart import Quart
+from quart.sessions import SecureCookieSession, SecureCookieSessionInterface
+from quart.wrappers import BaseRequestWebsocket
 from quart_auth import QuartAuth
 
 from buildit.services import Services
@@ -29,12 +32,33 @@ from buildit.web.state import WebState
 __all__ = ["WebConfig", "blueprint", "init_app"]
 
 
+class _SessionInterface(SecureCookieSessionInterface):
+    """Quart's signed-cookie sessions, with the signer built once (not per request) and
+    nothing built at all for a request without a session cookie (API calls, workers)."""
+
+    def __init__(self) -> None:
+        self._signer: tuple[object, URLSafeTimedSerializer | None] | None = None
+
+    def get_signing_serializer(self, app: Quart) -> URLSafeTimedSerializer | None:
+        key = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        if self._signer is None or self._signer[0] != key:
+            self._signer = (key, super().get_signing_serializer(app))
+        return self._signer[1]
+
+    async def open_session(self, app: Quart, request: BaseRequestWebsocket
+                           ) -> SecureCookieSession | None:
+        if app.secret_key and self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return await super().open_session(app, request)
+
+
 def init_app(app: Quart, *, stop: trio.Event,
              github_transport: httpx.AsyncBaseTransport | None = None) -> None:
     """Set up what the pages need on ``app`` (after ``create_app`` registered ``blueprint``)."""
     services: Services = app.config["BUILDIT_SERVICES"]
     config = WebConfig.from_server_config(services.config)
     app.secret_key = config.session_secret
+    app.session_interface = _SessionInterface()
     app.config.update(
         SESSION_COOKIE_NAME="buildit_session",
         SESSION_COOKIE_HTTPONLY=True,
