@@ -262,6 +262,8 @@ class _StateCollector:
         yield _gauge("buildit_db_pool_connections", "Connections in the database pool", pool.size)
         yield _gauge("buildit_db_pool_idle", "Idle connections in the database pool", pool.idle)
         yield _gauge("buildit_db_pool_max", "Largest size of the database pool", pool.max_size)
+        yield _counter("buildit_db_calls", "Units of work sent to the database (each one "
+                       "transaction or one statement)", svc.db.calls)
         yield _counter("buildit_metrics_claims_dropped",
                        "Claims not timed because too many waited for a scrape",
                        m.claims_dropped)

@@ -48,12 +48,12 @@ async def run_bench(size: Size, *, wipe: bool = False, keep_dir: bool = False,
         # Server CPU per request: steadier than requests/s when the machine is shared.
         for kind, rate in measured.items():
             f[f"{kind}_cpu_us"] = rate.cpu_us_per_request
-        progress("database transactions per heartbeat and per idle poll")
+        progress("database calls per heartbeat and per idle poll")
         requests = scenarios.rate_requests(target, size)
         seconds = max(2.0, size.round_seconds * 2)
-        f["heartbeat_db_xacts_per_request"] = await scenarios.db_transactions_per_request(
+        f["heartbeat_db_calls_per_request"] = await scenarios.db_calls_per_request(
             target, requests["heartbeat"], "heartbeat", size, seconds)
-        f["idle_poll_db_xacts_per_request"] = await scenarios.db_transactions_per_request(
+        f["idle_poll_db_calls_per_request"] = await scenarios.db_calls_per_request(
             target, requests["idle_poll"], "poll", size, seconds)
         progress(f"assignment latency, {size.assign_workers} workers waiting")
         assign = await scenarios.assignment(target, size)
@@ -71,6 +71,7 @@ async def run_bench(size: Size, *, wipe: bool = False, keep_dir: bool = False,
         f["e2e_jobs"] = e2e.jobs
         f["e2e_jobs_per_s"] = e2e.per_second
         f["e2e_cpu_us_per_job"] = e2e.cpu_seconds / e2e.jobs * 1e6
+        f["e2e_db_calls_per_job"] = e2e.db_calls / e2e.jobs
         progress(f"{size.longpoll_workers} long polls held")
         lp = await scenarios.long_polls(target, size)
         f["longpoll_target"] = size.longpoll_workers

@@ -120,19 +120,17 @@ async def rates(target: Target, size: Size) -> dict[str, Rate]:
     return {k: Rate(n / s, int(n), s, u) for k, (n, s, u) in totals.items()}
 
 
-async def db_transactions_per_request(target: Target, requests: list[bytes], what: str,
-                                      size: Size, seconds: float) -> float:
-    """Database transactions (pg_stat_database) per request over a run of ``seconds``:
-    about 0 when the server answers from memory, at least 1 with a query per request.
-    The server's own periodic work (fleet flushes, resyncs) is in the count too."""
-    await trio.sleep(1.1)
-    before = await target.db_transactions()
+async def db_calls_per_request(target: Target, requests: list[bytes], what: str,
+                               size: Size, seconds: float) -> float:
+    """Database calls (transactions or single statements) per request over a run of
+    ``seconds``, as the server counts them: about 0 when it answers from memory, at least
+    1 with a query per request. The server's own periodic work (fleet flushes, the
+    watchdog) and the /metrics reads around the run are in the count too."""
+    before = await target.db_calls()
     rate = await measure_rate(target, requests, what=what, connections=size.connections,
                               warmup=0.0, duration=seconds)
-    # pg_stat counters reach the view up to a second late for busy backends.
-    await trio.sleep(1.1)
-    after = await target.db_transactions()
-    return max(0, after - before - 2) / max(rate.requests, 1)
+    after = await target.db_calls()
+    return max(0, after - before) / max(rate.requests, 1)
 
 
 @dataclass(frozen=True)
@@ -176,6 +174,7 @@ class EndToEnd:
     jobs: int
     seconds: float
     cpu_seconds: float  # the server process's, meanwhile
+    db_calls: int  # the server's database calls, meanwhile
 
     @property
     def per_second(self) -> float:
@@ -204,6 +203,7 @@ async def end_to_end(target: Target, size: Size) -> EndToEnd:
         with trio.fail_after(60):
             await workers.wait_all_waiting()
         done_before = workers.completed
+        calls_start = await target.db_calls()
         start, cpu_start = time.perf_counter(), target.cpu_seconds()
         with trio.fail_after(max(120, size.e2e_jobs / 5)):
             async with trio.open_nursery() as creators:
@@ -212,6 +212,7 @@ async def end_to_end(target: Target, size: Size) -> EndToEnd:
             while workers.completed - done_before < size.e2e_jobs:
                 await workers.wait_completed()
         elapsed, cpu = time.perf_counter() - start, target.cpu_seconds() - cpu_start
+        calls = await target.db_calls() - calls_start
         nursery.cancel_scope.cancel()
     done = int(await target.sql.fetchval(
         "SELECT count(*) FROM pipelines WHERE id = ANY($1::int8[]) AND status = 'success'",
@@ -219,7 +220,7 @@ async def end_to_end(target: Target, size: Size) -> EndToEnd:
     ))
     if done != size.e2e_jobs:
         raise BenchError(f"end to end: {done} of {size.e2e_jobs} pipelines ended as success")
-    return EndToEnd(size.e2e_jobs, elapsed, cpu)
+    return EndToEnd(size.e2e_jobs, elapsed, cpu, calls)
 
 
 @dataclass(frozen=True)

@@ -76,13 +76,20 @@ class Target:
     def request(self, method: str, path: str, **kwargs: Any) -> bytes:
         return encode_request(method, path, host=f"{self.host}:{self.port}", **kwargs)
 
-    async def db_transactions(self) -> int:
-        """Committed + rolled back transactions of the database so far (pg_stat)."""
-        value = await self.sql.fetchval(
-            """SELECT xact_commit + xact_rollback FROM pg_stat_database
-               WHERE datname = current_database()"""
-        )
-        return int(value)
+    async def db_calls(self) -> int:
+        """Units of work the server has sent to its database so far (``buildit_db_calls``
+        on /metrics, counted by the server itself: exact and at once)."""
+        conn = await self.connect()
+        try:
+            reply = await conn.request(self.request("GET", "/metrics"))
+        finally:
+            await conn.aclose()
+        if reply.status != 200:
+            raise BenchError(f"GET /metrics: HTTP {reply.status}")
+        for line in reply.body.decode().splitlines():
+            if line.startswith("buildit_db_calls_total "):
+                return int(float(line.split()[1]))
+        raise BenchError("GET /metrics has no buildit_db_calls_total")
 
 
 def _free_port() -> int:

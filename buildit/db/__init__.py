@@ -46,6 +46,7 @@ class Database:
     def __init__(self, dsn: str, pool: Any) -> None:
         self.dsn = dsn
         self._pool = pool
+        self.calls = 0  # units of work sent to the database (crossings of the bridge)
 
     async def run(
         self,
@@ -84,6 +85,7 @@ class Database:
         readonly: bool,
     ) -> T:
         for attempt in range(3):
+            self.calls += 1
             try:
                 result: T = await trio_asyncio.aio_as_trio(aio.run_in_transaction)(
                     self._pool, fn, args, kwargs, readonly
