@@ -34,6 +34,7 @@ async def run_bench(size: Size, *, wipe: bool = False, keep_dir: bool = False,
     f: dict[str, Any] = {"mode": size.name, "cpus": os.cpu_count()}
     async with running_target(wipe_first=wipe, keep_dir=keep_dir) as target:
         f["server_pid"] = target.pid
+        progress(f"server pid {target.pid} (for a profiler), its log {target.log_path}")
         f["database"] = target.database
         f["fresh_rss_mb"] = target.rss_mb()
         progress(f"registering {size.heartbeat_workers} workers")
