@@ -117,7 +117,7 @@ async def enqueue_callback_answer(
 
 
 # Job changes after which a job has ended (a lost job may end as 'error').
-_ENDING_EVENTS = frozenset({"finished", "requeued"})
+_ENDING_EVENTS = frozenset({"finished", "requeued", "cancelled"})
 _TERMINAL = ("success", "failed", "error")
 
 
@@ -127,6 +127,7 @@ async def queue_job_results(conn: Conn, changes: Sequence[JobChange], now: datet
                if c.event in _ENDING_EVENTS and c.status in _TERMINAL]
     if not job_ids:
         return
+    cancelled = {c.job_id for c in changes if c.event == "cancelled"}
     rows = await conn.fetch(
         """SELECT j.id, j.pipeline_id, j.arch, j.status, j.attempt, j.elapsed_secs,
                   extract(epoch FROM j.finished_at - j.assigned_at) AS wall_secs,
@@ -166,6 +167,7 @@ async def queue_job_results(conn: Conn, changes: Sequence[JobChange], now: datet
             error_message=r["error_message"],
             log_url=r["log_url"],
             github_pr=r["github_pr"],
+            cancelled=r["id"] in cancelled,
         )
         await queries.enqueue(
             conn,

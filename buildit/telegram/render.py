@@ -168,6 +168,7 @@ class JobResult:
     error_message: str | None = None
     log_url: str | None = None
     github_pr: int | None = None
+    cancelled: bool = False  # ended by a cancel of its pipeline (status error)
 
     def as_payload(self) -> dict[str, Any]:
         return {
@@ -180,7 +181,7 @@ class JobResult:
             "failed_package": self.failed_package,
             "skipped_packages": list(self.skipped_packages),
             "error_message": self.error_message, "log_url": self.log_url,
-            "github_pr": self.github_pr,
+            "github_pr": self.github_pr, "cancelled": self.cancelled,
         }
 
     @classmethod
@@ -198,7 +199,7 @@ class JobResult:
             failed_package=payload.get("failed_package"),
             skipped_packages=tuple(payload.get("skipped_packages") or ()),
             error_message=payload.get("error_message"), log_url=payload.get("log_url"),
-            github_pr=payload.get("github_pr"),
+            github_pr=payload.get("github_pr"), cancelled=bool(payload.get("cancelled")),
         )
 
 
@@ -218,7 +219,8 @@ def job_result_message(result: JobResult, public_url: str
                        ) -> tuple[str, dict[str, Any] | None]:
     """The text of a finished job's message and its keyboard (Restart when it failed)."""
     job_url = f"{public_url}/jobs/{result.job_id}"
-    icon, verb = _OUTCOME.get(result.status, ("•", result.status))
+    icon, verb = (("🚫", "was cancelled") if result.cancelled
+                  else _OUTCOME.get(result.status, ("•", result.status)))
     where = f" on {escape(result.worker)}" if result.worker else ""
     lines = [f"{icon} <b>{link(job_url, f'Job #{result.job_id}')} {escape(verb)}</b>"
              f"{where} ({escape(result.arch)})"]

@@ -332,6 +332,32 @@ async def test_failed_job_message_and_restart_button(bot: Bot) -> None:
         assert "reply_markup" not in success
 
 
+async def test_cancelled_jobs_are_reported_once_each(bot: Bot) -> None:
+    with trio.fail_after(30):
+        await bot.link("alice", MAINTAINER)
+        await bot.send(private("/build stable bash amd64,arm64"))
+        [created] = await bot.fake.wait_for(1, chat_id=MAINTAINER)
+        pipeline_id = int(re.search(r"Pipeline #(\d+)", created["text"])[1])  # type: ignore[index]
+        running = await _poll(bot, "w1", "amd64")  # one job running, one still waiting
+        token = await bot.server.add_user("alice")
+        r = await bot.client.post("/api/pipeline/cancel", json={"pipeline_id": pipeline_id},
+                                  headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
+        replies = await bot.fake.wait_for(3, chat_id=MAINTAINER)
+        cancelled = sorted(replies[1:], key=lambda m: m["text"])
+        texts = [m["text"] for m in cancelled]
+        assert all("was cancelled</b>" in t and "cancelled by alice" in t for t in texts)
+        assert f"Job #{running['job_id']}</a> was cancelled</b> on w1 (amd64)" in "".join(texts)
+        assert all(m["reply_markup"]["inline_keyboard"][0][0]["callback_data"].startswith(
+            "restart:") for m in cancelled)
+        # Cancelling again ends nothing more, so says nothing more.
+        r = await bot.client.post("/api/pipeline/cancel", json={"pipeline_id": pipeline_id},
+                                  headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
+        await bot.wait_outbox_settled()
+        assert len(bot.fake.sent(chat_id=MAINTAINER)) == 3
+
+
 async def test_restart_command(bot: Bot) -> None:
     with trio.fail_after(30):
         await bot.link("alice", MAINTAINER)
