@@ -241,6 +241,14 @@ class _StateCollector:
                            notifier.retried)
             yield _counter("buildit_notifications_failed", "Notifications given up",
                            notifier.failed)
+        if svc.github is not None:
+            gh = svc.github.statistics()
+            yield _counter("buildit_github_commands_received",
+                           "GitHub webhook commands accepted (comments, re-runs)", gh.received)
+            yield _counter("buildit_github_commands_handled", "GitHub commands handled",
+                           gh.handled)
+            yield _counter("buildit_github_commands_failed",
+                           "GitHub commands that failed (answered with an apology)", gh.failed)
         if m.watchdog is not None:
             watchdog = m.watchdog.statistics()
             yield _gauge("buildit_watchdog_leader", "1 when this process runs the watchdog",

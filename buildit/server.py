@@ -126,6 +126,7 @@ async def run_server(
         github = GitHub.from_config(config, services)  # None unless BUILDIT_GITHUB_* are set
         if github is not None:
             deliverers["github"] = github.deliver
+            services.github = github
         notifier = Notifier(db, deliverers, **notifier_options(config))
         services.notifier = notifier
         listener = Listener(

@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from buildit import clock, domain
 from buildit.actors.aggregator import Aggregator
@@ -55,6 +55,7 @@ class Services:
     schedulers: dict[str, Scheduler] = field(default_factory=dict)
     tree: AbbsTree | None = None
     notifier: Notifier | None = None
+    github: Any = None  # the GitHub front end (buildit.github.GitHub) when configured
 
     def wake(self, job_arch: str) -> None:
         scheduler = self.schedulers.get(domain.scheduler_arch(job_arch))

@@ -97,6 +97,24 @@ async def check_run_of(conn: Conn, job_id: int) -> CheckRun | None:
     return CheckRun(row["job_id"], row["check_run_id"], row["head_sha"], row["status"])
 
 
+@dataclass(frozen=True)
+class CheckRunJob:
+    job_id: int
+    status: str
+    github_pr: int | None
+
+
+async def job_of_check_run(conn: Conn, check_run_id: int) -> CheckRunJob | None:
+    """The job whose latest check run is ``check_run_id`` (older runs name no job)."""
+    row = await conn.fetchrow(
+        """SELECT j.id, j.status, p.github_pr FROM github_check_runs c
+           JOIN jobs j ON j.id = c.job_id JOIN pipelines p ON p.id = j.pipeline_id
+           WHERE c.check_run_id = $1""",
+        check_run_id,
+    )
+    return CheckRunJob(row["id"], row["status"], row["github_pr"]) if row else None
+
+
 async def remember_check_run(
     conn: Conn, job_id: int, check_run_id: int, head_sha: str, status: str, now: datetime
 ) -> None:

@@ -49,7 +49,14 @@ class Unknown:
     word: str
 
 
-Command = Build | Help | Unknown
+@dataclass(frozen=True)
+class Rerun:
+    """The "Re-run" button of one of our check runs (``check_run`` ``rerequested``)."""
+
+    check_run_id: int
+
+
+Command = Build | Help | Unknown | Rerun
 
 
 def parse_command(body: str | None) -> Command | None:
@@ -149,7 +156,9 @@ def plan_from_pull(pull: Mapping[str, Any]) -> BuildPlan | Refusal:
 
 @dataclass(frozen=True)
 class CommentEvent:
-    """An ``issue_comment`` ``created`` on a pull request that mentions the bot first."""
+    """An ``issue_comment`` ``created`` on a pull request that mentions the bot first, or
+    a ``check_run`` ``rerequested`` (``Rerun``; ``pr`` 0 when GitHub names no pull
+    request, ``comment_id`` 0)."""
 
     pr: int
     login: str
@@ -159,6 +168,8 @@ class CommentEvent:
 
 def command_event(event: str, payload: Mapping[str, Any], repo: str) -> CommentEvent | str:
     """The command a webhook delivery carries, or why it is ignored."""
+    if event == "check_run":
+        return rerun_event(payload, repo)
     if event != "issue_comment":
         return f"event {event!r} is not handled"
     if payload.get("action") != "created":
@@ -188,3 +199,32 @@ def command_event(event: str, payload: Mapping[str, Any], repo: str) -> CommentE
     if not isinstance(number, int) or number <= 0 or not isinstance(comment_id, int):
         return "malformed issue_comment payload"
     return CommentEvent(pr=number, login=login, command=command, comment_id=comment_id)
+
+
+def rerun_event(payload: Mapping[str, Any], repo: str) -> CommentEvent | str:
+    """A person pressed "Re-run" on a check run (ours or not: the front end looks)."""
+    if payload.get("action") != "rerequested":
+        return f"check_run action {payload.get('action')!r} is not handled"
+    repository = payload.get("repository") or {}
+    full_name = repository.get("full_name") if isinstance(repository, Mapping) else None
+    if not isinstance(full_name, str) or full_name.lower() != repo.lower():
+        return f"repository {full_name!r} is not {repo}"
+    check_run = payload.get("check_run")
+    sender = payload.get("sender")
+    if not isinstance(check_run, Mapping) or not isinstance(sender, Mapping):
+        return "malformed check_run payload"
+    run_id = check_run.get("id")
+    login = sender.get("login")
+    if not isinstance(run_id, int) or isinstance(run_id, bool) or run_id <= 0:
+        return "malformed check_run payload"
+    if not isinstance(login, str) or not login:
+        return "check_run re-run without a sender"
+    if sender.get("type") == "Bot":
+        return "re-run requested by a bot"
+    pr = 0
+    pulls = check_run.get("pull_requests")
+    if isinstance(pulls, list) and pulls and isinstance(pulls[0], Mapping):
+        number = pulls[0].get("number")
+        if isinstance(number, int) and not isinstance(number, bool) and number > 0:
+            pr = number
+    return CommentEvent(pr=pr, login=login, command=Rerun(run_id), comment_id=0)

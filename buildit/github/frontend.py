@@ -33,7 +33,15 @@ from buildit.config import ServerConfig
 from buildit.db import github_queries, queries
 from buildit.errors import RequestError, Unprocessable
 from buildit.github.client import GitHubAPI, GitHubError
-from buildit.github.commands import HELP, Build, Help, Refusal, Unknown, plan_from_pull
+from buildit.github.commands import (
+    HELP,
+    Build,
+    Help,
+    Refusal,
+    Rerun,
+    Unknown,
+    plan_from_pull,
+)
 from buildit.github.config import GitHubConfig, load_github_config
 from buildit.github.deliver import GitHubDeliverer
 from buildit.github.render import defang
@@ -131,6 +139,8 @@ class GitHub:
                 why = f"GitHub did not answer as expected ({exc.message})"
             else:
                 why = f"an internal error ({exc.__class__.__name__})"
+            if not command.event.pr:
+                return  # a re-run GitHub named no pull request for: nowhere to answer
             try:
                 await self._reply(command, f"@{command.event.login} I could not handle this "
                                   f"command because of {why}. Please try again later.")
@@ -152,14 +162,41 @@ class GitHub:
                 await trio.sleep(wait)
         raise AssertionError("unreachable")
 
-    async def _reply(self, command: WebhookCommand, text: str) -> None:
+    async def _reply(self, command: WebhookCommand, text: str, *, issue: int | None = None
+                     ) -> None:
         await self.services.db.run(
             github_queries.enqueue_comment,
-            issue=command.event.pr,
+            issue=issue if issue is not None else command.event.pr,
             text=text,
             dedup_key=f"github:reply:{command.delivery_id}",
             now=clock.now(),
         )
+
+    async def _rerun(self, command: WebhookCommand, what: Rerun) -> None:
+        """"Re-run" on a check run: a new attempt of its job when it failed or errored."""
+        login = command.event.login
+        found = await self.services.db.read(github_queries.job_of_check_run, what.check_run_id)
+        if found is None or found.github_pr is None:
+            log.info("GitHub: re-run of check run %d by %s, which is not the latest run of "
+                     "a job; ignored", what.check_run_id, login)
+            return
+        pr = found.github_pr
+        api = self.api
+        if api is None:
+            raise GitHubError("the GitHub client is not running", retryable=True)
+        if not await self._patiently(lambda: api.is_member(login)):
+            await self._reply(command, f"@{login} only members of the {self.config.org} "
+                              f"organization may re-run builds, and GitHub says you are not "
+                              "one.", issue=pr)
+            return
+        try:
+            await self.services.restart_job(found.job_id)
+        except RequestError as exc:
+            await self._reply(command, f"@{login} job #{found.job_id} was not re-run: "
+                              f"{defang(exc.message)}.", issue=pr)
+            return
+        log.info("GitHub: job %d re-run by %s from its check run on #%d", found.job_id,
+                 login, pr)
 
     async def _handle(self, command: WebhookCommand) -> None:
         event = command.event
@@ -167,6 +204,9 @@ class GitHub:
         what = event.command
         if isinstance(what, Help):
             await self._reply(command, HELP)
+            return
+        if isinstance(what, Rerun):
+            await self._rerun(command, what)
             return
         if isinstance(what, Unknown):
             said = f"`{what.word}` is not a command I know." if what.word else \

@@ -165,3 +165,38 @@ def ping(hook_id: int = 109948940) -> dict[str, Any]:
     return {"zen": "Anything added dilutes everything else.", "hook_id": hook_id,
             "hook": {"type": "App", "id": hook_id, "active": True, "events": ["issue_comment"],
                      "app_id": 12345}}
+
+
+def check_run_rerequested(*, repo: str, check_run_id: int, login: str, head_sha: str,
+                          name: str = "buildit amd64", pr: int | None = None,
+                          user_kind: str = "User") -> dict[str, Any]:
+    """A ``check_run`` ``rerequested`` webhook payload: someone pressed "Re-run"."""
+    pulls = [] if pr is None else [{
+        "url": f"{API}/repos/{repo}/pulls/{pr}", "id": 279147437, "number": pr,
+        "head": {"ref": "changes", "sha": head_sha, "repo": {"id": 186853002}},
+        "base": {"ref": "stable", "sha": "f95f852bd8fca8fcc58a9a2d6c842781e32a215e",
+                 "repo": {"id": 186853002}}}]
+    return {
+        "action": "rerequested",
+        "check_run": {
+            "id": check_run_id,
+            "name": name,
+            "head_sha": head_sha,
+            "external_id": "",
+            "url": f"{API}/repos/{repo}/check-runs/{check_run_id}",
+            "html_url": f"{WEB}/{repo}/runs/{check_run_id}",
+            "status": "completed",
+            "conclusion": "failure",
+            "started_at": "2026-11-29T10:00:00Z",
+            "completed_at": "2026-11-29T10:05:00Z",
+            "output": {"title": "Failed", "summary": "", "text": None,
+                       "annotations_count": 0, "annotations_url": ""},
+            "check_suite": {"id": 5, "head_branch": "changes", "head_sha": head_sha,
+                            "status": "completed", "conclusion": "failure"},
+            "app": {"id": 1, "slug": "aosc-buildit-bot", "name": "aosc-buildit-bot"},
+            "pull_requests": pulls,
+        },
+        "repository": repository(repo),
+        "sender": user(login, kind=user_kind),
+        "installation": {"id": 2, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ=="},
+    }

@@ -19,6 +19,7 @@ from buildit.github.commands import (
     CommentEvent,
     Help,
     Refusal,
+    Rerun,
     Unknown,
     command_event,
     packages_line,
@@ -389,3 +390,25 @@ def test_notifier_options(tmp_path: Path) -> None:
         notifier_options(_server_config(tmp_path, BUILDIT_NOTIFY_POLL_INTERVAL="-1"))
     with pytest.raises(ConfigError, match="positive number"):
         notifier_options(_server_config(tmp_path, BUILDIT_NOTIFY_LEASE="soon"))
+
+
+def test_rerun_events_are_checked_like_comments() -> None:
+    from tests.github.payloads import check_run_rerequested
+
+    repo = "AOSC-Dev/aosc-os-abbs"
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    good = check_run_rerequested(repo=repo, check_run_id=7, login="alice", head_sha=sha, pr=3)
+    assert command_event("check_run", good, repo) == CommentEvent(3, "alice", Rerun(7), 0)
+    by_bot = check_run_rerequested(repo=repo, check_run_id=7, login="ci[bot]", head_sha=sha,
+                                   user_kind="Bot")
+    assert command_event("check_run", by_bot, repo) == "re-run requested by a bot"
+    for run_id in (True, 0, -1, "7", None):
+        bad = check_run_rerequested(repo=repo, check_run_id=7, login="alice", head_sha=sha)
+        bad["check_run"]["id"] = run_id
+        assert command_event("check_run", bad, repo) == "malformed check_run payload"
+    nobody = check_run_rerequested(repo=repo, check_run_id=7, login="alice", head_sha=sha)
+    nobody["sender"] = {"login": ""}
+    assert command_event("check_run", nobody, repo) == "check_run re-run without a sender"
+    odd_pulls = check_run_rerequested(repo=repo, check_run_id=7, login="alice", head_sha=sha)
+    odd_pulls["check_run"]["pull_requests"] = [{"number": "3"}]
+    assert command_event("check_run", odd_pulls, repo) == CommentEvent(0, "alice", Rerun(7), 0)

@@ -13,7 +13,7 @@ from buildit.db import queries
 from tests.conftest import ok_result
 from tests.github.conftest import HEAD_SHA, PR, REPO, GitHubServer
 from tests.github.fake import FakeGitHub, notification_call
-from tests.github.payloads import issue_comment, pull_request
+from tests.github.payloads import check_run_rerequested, issue_comment, pull_request
 
 BODY = "#buildit bash zlib"
 
@@ -189,3 +189,59 @@ async def test_requeue_and_restart_put_the_check_run_back_in_the_queue(
     assert [h[:2] for h in third.history] == [("queued", None), ("completed", "cancelled")]
     assert {r.name for r in fake.runs.values()} == {"buildit amd64"}
     assert not [c for c in fake.calls if c.status == 422]
+
+
+async def test_rerun_on_github_restarts_a_failed_job(gh: GitHubServer) -> None:
+    fake = gh.fake
+
+    async def rerun(run_id: int, login: str) -> None:
+        r = await gh.send("check_run", check_run_rerequested(
+            repo=REPO, check_run_id=run_id, login=login, head_sha=HEAD_SHA))
+        assert r.status_code == 202, r.text
+        github = gh.server.running.services.github
+        await gh.wait_for(lambda: github.statistics().handled == github.received,
+                          "the command handled")
+        await gh.settled()
+
+    async def status(job_id: int) -> Any:
+        r = await gh.client.get("/api/job/info", params={"job_id": job_id})
+        return r.json()["status"]
+
+    with trio.fail_after(30):
+        await _build(gh, "@aosc-buildit-bot build amd64")
+        await gh.wait_for(lambda: len(fake.runs) == 1, "a check run")
+        job = await gh.worker_takes("kp920", "amd64")
+        await gh.worker_reports("kp920", "amd64", job["job_id"],
+                                ok_result("bash", build_success=False, failed="zlib"))
+        await gh.settled()
+        [failed] = fake.runs.values()
+        assert failed.history[-1][:2] == ("completed", "failure")
+        comments = len(fake.posted_comments(PR))
+
+        # Someone outside the organization: told so on the PR; nothing restarts.
+        await rerun(failed.id, "mallory")
+        assert [c.split("\n\n<!--")[0] for c in fake.posted_comments(PR)[comments:]] == [
+            "@mallory only members of the AOSC-Dev organization may re-run builds, and "
+            "GitHub says you are not one."]
+        assert await status(job["job_id"]) == "failed" and len(fake.runs) == 1
+
+        # A member: a new attempt of the job, with a new queued check run.
+        await rerun(failed.id, "alice")
+        await gh.wait_for(lambda: len(fake.runs) == 2, "a new check run")
+        assert await status(job["job_id"]) == "created"
+        again = await gh.worker_takes("kp920", "amd64")
+        assert again["job_id"] == job["job_id"] and again["attempt"] == 2
+        await gh.worker_reports("kp920", "amd64", job["job_id"], ok_result("bash", "zlib"))
+        await gh.settled()
+
+        # The old run is not the job's latest, and a run we never made is not ours:
+        # both are ignored. A re-run of a job that succeeded says why nothing happens.
+        await rerun(failed.id, "alice")
+        await rerun(987654321, "alice")
+        assert len(fake.runs) == 2 and len(fake.posted_comments(PR)) == comments + 1
+        latest = list(fake.runs.values())[1]
+        await rerun(latest.id, "alice")
+        assert fake.posted_comments(PR)[-1].split("\n\n<!--")[0] == (
+            f"@alice job #{job['job_id']} was not re-run: job {job['job_id']} is success; "
+            "only failed or error jobs restart.")
+        assert await status(job["job_id"]) == "success" and len(fake.runs) == 2

@@ -14,10 +14,17 @@ import orjson
 import pytest
 import trio
 
-from buildit.github.commands import Build, BuildPlan, CommentEvent, Refusal, command_event
+from buildit.github.commands import (
+    Build,
+    BuildPlan,
+    CommentEvent,
+    Refusal,
+    Rerun,
+    command_event,
+)
 from buildit.github.commands import plan_from_pull as plan
 from tests.github.conftest import GitHubServer
-from tests.github.payloads import issue_comment, pull_request
+from tests.github.payloads import check_run_rerequested, issue_comment, pull_request
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "github"
 
@@ -71,6 +78,22 @@ def test_real_comment_on_a_pull_request_is_a_command() -> None:
                                  comment_id=payload["comment"]["id"])
     edited = sample("issue_comment.edited.json")
     assert "edited" in str(command_event("issue_comment", edited, repo))
+
+
+def test_real_check_run_rerequest_is_a_rerun() -> None:
+    real = sample("check_run.rerequested.json")
+    ours = check_run_rerequested(repo="github/hello-world", check_run_id=4, login="octocat",
+                                 head_sha="d6fde92930d4715a2b49857d24b940956b26d2d3", pr=2)
+    _keys_within(ours, real, "payload")
+    _keys_within(ours["check_run"], real["check_run"], "check_run")
+    _keys_within(ours["sender"], real["sender"], "sender")
+    repo = real["repository"]["full_name"]
+    assert command_event("check_run", real, repo) == CommentEvent(
+        pr=0, login="octocat", command=Rerun(4), comment_id=0)
+    assert command_event("check_run", ours, repo) == CommentEvent(
+        pr=2, login="octocat", command=Rerun(4), comment_id=0)
+    assert "not handled" in str(command_event("check_run", {**real, "action": "created"}, repo))
+    assert "is not" in str(command_event("check_run", real, "AOSC-Dev/aosc-os-abbs"))
 
 
 def test_real_pull_requests_plan() -> None:
