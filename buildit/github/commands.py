@@ -166,6 +166,15 @@ class CommentEvent:
     comment_id: int
 
 
+def _other_repository(payload: Mapping[str, Any], repo: str) -> str | None:
+    """Why a delivery about another repository is ignored; None when it is ``repo``."""
+    repository = payload.get("repository") or {}
+    full_name = repository.get("full_name") if isinstance(repository, Mapping) else None
+    if not isinstance(full_name, str) or full_name.lower() != repo.lower():
+        return f"repository {full_name!r} is not {repo}"
+    return None
+
+
 def command_event(event: str, payload: Mapping[str, Any], repo: str) -> CommentEvent | str:
     """The command a webhook delivery carries, or why it is ignored."""
     if event == "check_run":
@@ -174,10 +183,8 @@ def command_event(event: str, payload: Mapping[str, Any], repo: str) -> CommentE
         return f"event {event!r} is not handled"
     if payload.get("action") != "created":
         return f"issue_comment action {payload.get('action')!r} is not handled"
-    repository = payload.get("repository") or {}
-    full_name = repository.get("full_name") if isinstance(repository, Mapping) else None
-    if not isinstance(full_name, str) or full_name.lower() != repo.lower():
-        return f"repository {full_name!r} is not {repo}"
+    if (elsewhere := _other_repository(payload, repo)) is not None:
+        return elsewhere
     issue = payload.get("issue")
     comment = payload.get("comment")
     if not isinstance(issue, Mapping) or not isinstance(comment, Mapping):
@@ -205,10 +212,8 @@ def rerun_event(payload: Mapping[str, Any], repo: str) -> CommentEvent | str:
     """A person pressed "Re-run" on a check run (ours or not: the front end looks)."""
     if payload.get("action") != "rerequested":
         return f"check_run action {payload.get('action')!r} is not handled"
-    repository = payload.get("repository") or {}
-    full_name = repository.get("full_name") if isinstance(repository, Mapping) else None
-    if not isinstance(full_name, str) or full_name.lower() != repo.lower():
-        return f"repository {full_name!r} is not {repo}"
+    if (elsewhere := _other_repository(payload, repo)) is not None:
+        return elsewhere
     check_run = payload.get("check_run")
     sender = payload.get("sender")
     if not isinstance(check_run, Mapping) or not isinstance(sender, Mapping):

@@ -70,14 +70,21 @@ async def _finish_both_at_once(dsn: str, jobs: list[dict[str, Any]], now: Any) -
             await conn.close()
 
 
+async def _two_job_pipeline(server: Any) -> int:
+    """A pipeline of alice's with jobs on amd64 and arm64; its id."""
+    token = await server.add_user("alice")
+    r = await server.client.post(
+        "/api/pipeline/new", headers={"Authorization": f"Bearer {token}"},
+        json={"git_branch": "topic", "git_sha": SHA, "packages": "bash",
+              "archs": "amd64,arm64"})
+    assert r.status_code == 200, r.text
+    pipeline_id: int = r.json()["id"]
+    return pipeline_id
+
+
 async def test_concurrent_results_end_the_pipeline(server: Any) -> None:
     with trio.fail_after(30):
-        token = await server.add_user("alice")
-        r = await server.client.post(
-            "/api/pipeline/new", headers={"Authorization": f"Bearer {token}"},
-            json={"git_branch": "topic", "git_sha": SHA, "packages": "bash",
-                  "archs": "amd64,arm64"})
-        pipeline_id = r.json()["id"]
+        pipeline_id = await _two_job_pipeline(server)
         jobs = []
         for host, arch in (("a1", "amd64"), ("r1", "arm64")):
             job = (await server.client.post("/api/worker/poll",
@@ -160,12 +167,7 @@ async def _cancel_while_a_result_arrives(dsn: str, pipeline_id: int, job: dict[s
 
 async def test_a_cancel_and_a_result_at_once_do_not_deadlock(server: Any) -> None:
     with trio.fail_after(30):
-        token = await server.add_user("alice")
-        r = await server.client.post(
-            "/api/pipeline/new", headers={"Authorization": f"Bearer {token}"},
-            json={"git_branch": "topic", "git_sha": SHA, "packages": "bash",
-                  "archs": "amd64,arm64"})
-        pipeline_id = r.json()["id"]
+        pipeline_id = await _two_job_pipeline(server)
         job = (await server.client.post("/api/worker/poll",
                                         json=worker_body("a1", "amd64"))).json()
         job = {**job, "hostname": "a1", "arch": "amd64"}
