@@ -38,9 +38,10 @@ def _load_config(args: argparse.Namespace) -> ServerConfig:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from buildit.server import run_server
+    from buildit.server import limit_heap_fragmentation, run_server
 
     config = _load_config(args)
+    limit_heap_fragmentation()
 
     async def main() -> None:
         stop = trio.Event()

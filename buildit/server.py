@@ -19,7 +19,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -52,6 +55,33 @@ from buildit.web import blueprint as web_blueprint
 from buildit.web import init_app as init_web
 
 log = logging.getLogger(__name__)
+
+
+MMAP_THRESHOLD = 64 * 1024
+
+
+def limit_heap_fragmentation() -> bool:
+    """glibc: allocate blocks of 64 KiB and more with mmap, as ``MALLOC_MMAP_THRESHOLD_=65536``.
+
+    hypercorn reads each connection with ``recv(65536)``: CPython allocates 64 KiB per read,
+    shrinks it in place to what arrived, and the reading task keeps that last chunk until
+    the connection's next request (a worker's long poll: 20 s and more). Under glibc's
+    default (dynamic) threshold those 64 KiB blocks come from the main heap, each kept chunk
+    stops its 64 KiB hole from serving the next read, and the heap fills with free memory:
+    RSS grew by some 50 MiB/h in a 500-worker soak while the memory in use stayed flat.
+    Through mmap each read is given back when freed. Returns whether it was set (not on
+    other C libraries, nor when the environment already sets the threshold).
+    """
+    if sys.platform != "linux" or "MALLOC_MMAP_THRESHOLD_" in os.environ or (
+        "mmap_threshold" in os.environ.get("GLIBC_TUNABLES", "")
+    ):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except AttributeError:  # not glibc
+        return False
+    m_mmap_threshold = -3
+    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD))
 
 
 @dataclass(frozen=True)

@@ -111,3 +111,20 @@ async def test_serve_starts_an_embedded_database_from_nothing(tmp_path: Path) ->
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
     assert await serve_once("read") == "1"
     assert SHA  # keep the shared constant imported for symmetry with other tests
+
+
+def test_serve_limits_heap_fragmentation_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import platform
+
+    from buildit.server import limit_heap_fragmentation
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert limit_heap_fragmentation() is False  # the operator's setting wins
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=131072")
+    assert limit_heap_fragmentation() is False
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    glibc = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
+    assert limit_heap_fragmentation() is glibc
