@@ -12,6 +12,7 @@ would tear down the whole loop.
 from __future__ import annotations
 
 import asyncio
+from asyncio import selector_events
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -20,6 +21,18 @@ import orjson
 
 T = TypeVar("T")
 Conn = asyncpg.Connection
+
+
+# Database reads of at most 32 KiB (asyncio's default is 256 KiB per recv()). ``buildit
+# serve`` has glibc allocate blocks of 64 KiB and more with mmap, so that the 64 KiB reads
+# hypercorn keeps per connection cannot fragment the heap
+# (``buildit.server.limit_heap_fragmentation``); 256 KiB reads would then cost an mmap and
+# a munmap per database reply. The few pooled connections bound what 32 KiB reads can
+# leave behind on the heap. Only asyncpg's connections use asyncio transports here.
+_READ_SIZE = 32 * 1024
+_TRANSPORT: Any = getattr(selector_events, "_SelectorSocketTransport", None)
+if _TRANSPORT is not None and getattr(_TRANSPORT, "max_size", 0) > _READ_SIZE:
+    _TRANSPORT.max_size = _READ_SIZE
 
 
 def _dumps(value: Any) -> str:
