@@ -110,7 +110,7 @@ def _messages(fake: FakeTelegram, pattern: re.Pattern[str]) -> Counter[tuple[int
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-async def test_kill_9_loses_no_notification_and_sends_none_twice(
+async def test_kill_9_loses_no_notification_and_repeats_only_those_in_flight(
     db: Any, database_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     long = request.config.getoption("--long")
