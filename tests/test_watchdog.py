@@ -26,10 +26,10 @@ async def _claim(db: Any, hostname: str) -> queries.ClaimedJob | None:
         hostname=hostname, arch="amd64", git_commit="x", worker_version=None,
         memory_bytes=2**34, logical_cores=8, disk_free_space_bytes=10**11, performance=None,
         internet_connectivity=True, seen_at=clock.now())])
-    result: queries.ClaimedJob | None = await db.run(
-        queries.claim_job, worker_id=ids[(hostname, "amd64")], archs=["amd64"], cores=8,
+    claim: queries.Claim = await db.run(
+        queries.claim_next, worker_id=ids[(hostname, "amd64")], archs=["amd64"], cores=8,
         memory=2**34, disk=10**11, now=clock.now())
-    return result
+    return claim.job
 
 
 async def _job(db: Any, job_id: int) -> dict[str, Any]:

@@ -474,22 +474,6 @@ class Claim:
     more_runnable: bool
 
 
-async def claim_job(
-    conn: Conn,
-    *,
-    worker_id: int,
-    archs: Sequence[str],
-    cores: int,
-    memory: int,
-    disk: int,
-    now: datetime,
-) -> ClaimedJob | None:
-    """Atomically hand the first runnable job this worker meets to it."""
-    claim = await claim_next(conn, worker_id=worker_id, archs=archs, cores=cores,
-                             memory=memory, disk=disk, now=now)
-    return claim.job
-
-
 async def claim_next(
     conn: Conn,
     *,
